@@ -1,0 +1,5 @@
+"""``python -m pipeline`` is ``trtforge``."""
+
+from pipeline.cli import main
+
+main()

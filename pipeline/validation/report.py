@@ -1,0 +1,141 @@
+"""``report.json`` (stable schema, for CI and nightly trends) and ``report.md`` (for people).
+
+Built from the ``stage.json`` records of a work directory, so ``trtforge report WORKDIR``
+can rebuild it without re-running anything.
+
+Schema ``trtforge.report/1``::
+
+    schema, trtforge_version, generated_at, workdir, passed (bool), wall_s (float|null),
+    config (resolved pipeline config | null),
+    stages: [{index, name, cached, duration_s, modified, input {kind, sha256},
+              output {path, kind, sha256, size_bytes}, metrics {...}, gates [...]}],
+    gates: [{stage, name, passed, value, threshold, detail}],
+    final_artifact: {path, kind, sha256, size_bytes} | null
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.workspace import STAGE_RECORD, write_json_atomic
+
+SCHEMA = "trtforge.report/1"
+
+
+def records_from_workdir(workdir: str | Path) -> list[dict[str, Any]]:
+    root = Path(workdir)
+    recs = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name[:2].isdigit() and "-" in p.name):
+        f = d / STAGE_RECORD
+        if f.is_file():
+            recs.append(json.loads(f.read_text()))
+    return recs
+
+
+def _size(path: str | None) -> int | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return None
+    size = p.stat().st_size
+    data = p.with_name(p.name + ".data")
+    return size + (data.stat().st_size if data.is_file() else 0)
+
+
+def build_report(
+    workdir: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    cached: Mapping[int, bool] | None = None,
+    config: Mapping[str, Any] | None = None,
+    wall_s: float | None = None,
+) -> dict[str, Any]:
+    stages, gates = [], []
+    for rec in records:
+        out = rec.get("output") or {}
+        stage = {
+            "index": rec.get("index"),
+            "name": rec.get("stage"),
+            "cached": bool((cached or {}).get(int(rec.get("index", 0)), False)),
+            "duration_s": rec.get("duration_s"),
+            "modified": rec.get("modified"),
+            "input": {k: (rec.get("input") or {}).get(k) for k in ("kind", "sha256")},
+            "output": {"path": out.get("path"), "kind": out.get("kind"), "sha256": out.get("sha256"),
+                       "size_bytes": _size(out.get("path"))},
+            "metrics": rec.get("metrics", {}),
+            "gates": rec.get("gates", []),
+        }
+        stages.append(stage)
+        gates.extend({"stage": rec.get("stage"), **g} for g in rec.get("gates", []))
+    final = stages[-1]["output"] if stages else None
+    return {
+        "schema": SCHEMA,
+        "trtforge_version": __version__,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "workdir": str(workdir),
+        "passed": all(g.get("passed") for g in gates),
+        "wall_s": None if wall_s is None else round(wall_s, 3),
+        "config": dict(config) if config is not None else None,
+        "stages": stages,
+        "gates": gates,
+        "final_artifact": final,
+    }
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "-"
+    return str(v)
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines = [f"# trtforge report: {verdict}", "", f"Work directory: `{report['workdir']}`  "]
+    if report.get("wall_s") is not None:
+        lines.append(f"Wall time: {report['wall_s']:.2f} s  ")
+    lines += ["", "## Stages", "", "| # | stage | cached | time (s) | modified | output | size (KiB) | gates |",
+              "|---|---|---|---|---|---|---|---|"]
+    for s in report["stages"]:
+        out = s["output"]
+        size = f"{out['size_bytes'] / 1024:.1f}" if out.get("size_bytes") else "-"
+        gates = ", ".join(f"{g['name']} {'ok' if g['passed'] else 'FAIL'}" for g in s["gates"]) or "-"
+        name = Path(out["path"]).name if out.get("path") else "-"
+        lines.append(f"| {s['index']} | {s['name']} | {_fmt(s['cached'])} | {_fmt(s['duration_s'])} | "
+                     f"{_fmt(s['modified'])} | {name} | {size} | {gates} |")
+    if report["gates"]:
+        lines += ["", "## Gates", "", "| stage | gate | passed | value | threshold | detail |", "|---|---|---|---|---|---|"]
+        for g in report["gates"]:
+            lines.append(f"| {g['stage']} | {g['name']} | {'yes' if g['passed'] else '**NO**'} | {_fmt(g.get('value'))}"
+                         f" | {_fmt(g.get('threshold'))} | {g.get('detail') or ''} |")
+    lines += ["", "## Metrics", ""]
+    for s in report["stages"]:
+        scalars = _scalar_metrics(s["metrics"])
+        if not scalars:
+            continue
+        lines += [f"### {s['index']}. {s['name']}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(workdir: str | Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
+    root = Path(workdir)
+    jpath, mpath = root / "report.json", root / "report.md"
+    write_json_atomic(jpath, report)
+    from pipeline.onnx_io import write_bytes_atomic
+
+    write_bytes_atomic(mpath, render_markdown(report).encode())
+    return jpath, mpath
