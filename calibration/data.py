@@ -74,12 +74,12 @@ def check_feed(feed: dict[str, np.ndarray], specs: Sequence[InputSpec], source: 
     """Raise ``DataError`` naming ``source`` when the feed does not fit the specs or is not finite."""
     for spec in specs:
         arr = feed[spec.name]
-        if arr.dtype != np.dtype(spec.dtype):
-            if not np.can_cast(arr.dtype, np.dtype(spec.dtype), casting="same_kind"):
-                raise DataError(
-                    f"{source}: input {spec.name!r} has dtype {arr.dtype}, the model wants {spec.dtype}; "
-                    f"convert the data with .astype('{spec.dtype}')"
-                )
+        want_dtype = np.dtype(spec.dtype)
+        if arr.dtype != want_dtype and not np.can_cast(arr.dtype, want_dtype, casting="same_kind"):
+            raise DataError(
+                f"{source}: input {spec.name!r} has dtype {arr.dtype}, the model wants {spec.dtype}; "
+                f"convert the data with .astype('{spec.dtype}')"
+            )
         if arr.ndim != len(spec.shape):
             raise DataError(
                 f"{source}: input {spec.name!r} has shape {tuple(arr.shape)}, the model wants rank "

@@ -24,9 +24,17 @@ TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".zip", ".torchscript")
 
 
 def load_artifact(model: str | Path, weights: str | Path | None = None) -> Artifact:
-    """An Artifact for a user's model: ``.onnx`` file, torch file, or ``package.module:factory``."""
+    """An Artifact for a user's model: ``.onnx`` file, torch file, ``package.module:factory``, or a
+    TensorRT engine (``.engine``/``.plan``/``.trt``; its inputs are read from its metadata when run)."""
+    from pipeline.artifact import sha256_file
+    from pipeline.backends.tensorrt import is_engine_path
+
     text = str(model)
     p = Path(text)
+    if is_engine_path(p):
+        if not p.is_file():
+            raise InputError(f"{p}: engine file not found; build it with trtforge build --target tensorrt")
+        return Artifact(p, "engine", sha256_file(p))
     if p.suffix == ".onnx" or (p.exists() and p.is_file() and _looks_onnx(p)):
         return Artifact.from_onnx_path(p)
     if p.suffix in TORCH_SUFFIXES or (":" in text and not p.exists()):
@@ -34,10 +42,16 @@ def load_artifact(model: str | Path, weights: str | Path | None = None) -> Artif
 
         return torch_artifact(text, None if weights is None else str(weights))
     if p.is_dir():
-        raise InputError(f"{p}: is a directory; pass a model file (.onnx, .pt2, TorchScript) or package.module:factory")
+        raise InputError(
+            f"{p}: is a directory; pass a model file (.onnx, .pt2, TorchScript) or package.module:factory"
+        )
     if not p.exists():
-        raise InputError(f"{p}: file not found; pass an .onnx, .pt2 or TorchScript file or package.module:factory")
-    raise InputError(f"{p}: unknown model type {p.suffix!r}; pass .onnx, .pt2, a TorchScript file or module:factory")
+        raise InputError(
+            f"{p}: file not found; pass an .onnx, .pt2 or TorchScript file or package.module:factory"
+        )
+    raise InputError(
+        f"{p}: unknown model type {p.suffix!r}; pass .onnx, .pt2, a TorchScript file or module:factory"
+    )
 
 
 def _looks_onnx(path: Path) -> bool:

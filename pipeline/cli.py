@@ -37,14 +37,10 @@ class LazyGroup(click.Group):
     """Imports a verb's module only when that verb is used (keeps ``--help`` fast and light)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._spec_exists(name)]
-
-    @staticmethod
-    def _spec_exists(name: str) -> bool:
-        return importlib.util.find_spec(COMMANDS[name]) is not None
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS or not self._spec_exists(cmd_name):
+        if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(COMMANDS[cmd_name])
         cmd: click.Command = module.command
@@ -78,8 +74,11 @@ def cli(verbose: int) -> None:
 
     reset_settings()
     if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            stream=sys.stderr,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -87,7 +86,9 @@ def main(argv: list[str] | None = None) -> Any:
     from pipeline.errors import TrtforgeError
 
     try:
-        return cli.main(args=argv, prog_name="trtforge", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="trtforge", standalone_mode=False)
+        # with standalone_mode=False click returns ctx.exit()'s code instead of exiting
+        sys.exit(code if isinstance(code, int) else 0)
     except TrtforgeError as exc:
         if SETTINGS.debug:
             raise

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from pipeline.errors import ConfigError
 

@@ -24,6 +24,9 @@ _INSTALL_HINTS: dict[str, str] = {
     "matplotlib": "pip install 'trtforge[report]'",
     "onnxscript": "pip install 'trtforge[torch]' (the dynamo exporter needs onnxscript)",
     "sklearn": "pip install 'trtforge[examples]'",
+    "onnxruntime_extensions": "pip install 'trtforge[plugins]'",
+    "PIL": "pip install 'trtforge[images]'",
+    "torch_pruning": "pip install 'trtforge[bench]'",
 }
 
 
@@ -47,3 +50,23 @@ def available(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+class LazyModule:
+    """A module imported on first attribute access (Polygraphy's lazy_import pattern, without auto-install).
+
+    For modules whose every function needs an optional package: ``torch = LazyModule("torch", "...")`` at
+    module top costs nothing at import; the first ``torch.xxx`` imports it or raises
+    ``MissingDependencyError``.
+    """
+
+    def __init__(self, module: str, purpose: str = "") -> None:
+        self._name, self._purpose = module, purpose
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> object:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        if self._module is None:
+            self._module = require(self._name, self._purpose)
+        return getattr(self._module, attr)

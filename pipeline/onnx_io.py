@@ -81,12 +81,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -102,14 +109,17 @@ def save_onnx(model: onnx.ModelProto, path: str | Path) -> Path:
             onnx.save_model(model, str(tmp))
         return target
     data_name = target.name + ".data"
-    with atomic_path(target.parent / data_name) as tmp_data:
-        # onnx writes external data relative to the model file's directory, under ``location``.
-        with atomic_path(target) as tmp:
-            onnx.save_model(
-                model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                location=tmp_data.name, size_threshold=1024,
-            )
-            _relocate_external(tmp, tmp_data.name, data_name)
+    # onnx writes external data relative to the model file's directory, under ``location``.
+    with atomic_path(target.parent / data_name) as tmp_data, atomic_path(target) as tmp:
+        onnx.save_model(
+            model,
+            str(tmp),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=tmp_data.name,
+            size_threshold=1024,
+        )
+        _relocate_external(tmp, tmp_data.name, data_name)
     return target
 
 

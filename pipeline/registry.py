@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -40,8 +39,7 @@ def register_stage(name: str) -> Callable[[S], S]:
 
 def load_all() -> None:
     for mod in STAGE_MODULES:
-        if importlib.util.find_spec(mod) is not None:  # TODO(lead): strict once every stage module exists
-            importlib.import_module(mod)
+        importlib.import_module(mod)
 
 
 def get_stage(name: str) -> type[Stage]:

@@ -86,21 +86,22 @@ def pipeline_config_from_dict(
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key {unknown[0]!r}; valid keys are: pipeline, stage")
     if "pipeline" not in raw:
-        raise ConfigError(f"{where}: missing [pipeline] table; add one with at least model = \"...\"")
+        raise ConfigError(f'{where}: missing [pipeline] table; add one with at least model = "..."')
     section = dict(raw["pipeline"])
     section.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    section = _resolve_paths(section, base, keys={"model", "weights", "workdir", "calibration_data",
-                                                  "validation_data"})
+    section = _resolve_paths(
+        section, base, keys={"model", "weights", "workdir", "calibration_data", "validation_data"}
+    )
     pipe = from_dict(PipelineSection, section, f"{where}: [pipeline]")
     tables = raw.get("stage", [])
     if not isinstance(tables, list) or not tables:
-        raise ConfigError(f"{where}: no [[stage]] tables; add at least one, e.g. [[stage]] type = \"fuse\"")
+        raise ConfigError(f'{where}: no [[stage]] tables; add at least one, e.g. [[stage]] type = "fuse"')
     stages = []
     for i, table in enumerate(tables, start=1):
         table = dict(table)
         kind = table.pop("type", None)
         if not isinstance(kind, str):
-            raise ConfigError(f"{where}: stage {i} has no type; add type = \"fuse\" (or another stage)")
+            raise ConfigError(f'{where}: stage {i} has no type; add type = "fuse" (or another stage)')
         cls = _stage_class(kind, f"{where}: stage {i}")
         table = _resolve_paths(table, base, keys=None)
         stages.append(StageSpec(kind, from_dict(cls.config_cls, table, f"{where}: stage {i} ({kind})")))
@@ -132,8 +133,18 @@ def tool_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for dist in ("trtforge", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "onnx-ir", "polygraphy",
-                 "numpy", "torch", "tensorrt"):
+    for dist in (
+        "trtforge",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "onnxslim",
+        "onnx-ir",
+        "polygraphy",
+        "numpy",
+        "torch",
+        "tensorrt",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -159,7 +170,10 @@ def cache_key(stage: Stage, artifact: Artifact, ctx: StageContext, versions: Map
         "config": to_dict(stage.config),
         "input": artifact.sha256,
         "reference": ctx.reference.sha256 if ctx.reference else None,
-        "data": {"calibration": _hash_path(ctx.data.calibration), "validation": _hash_path(ctx.data.validation)},
+        "data": {
+            "calibration": _hash_path(ctx.data.calibration),
+            "validation": _hash_path(ctx.data.validation),
+        },
         "extra": stage.cache_inputs(ctx),
         "tools": dict(versions),
     }
@@ -193,7 +207,11 @@ class PipelineRun:
 
 
 def run_pipeline(
-    cfg: PipelineConfig, workdir: str | Path | None = None, *, force: bool = False, progress: ProgressFn = _no_progress
+    cfg: PipelineConfig,
+    workdir: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressFn = _no_progress,
 ) -> PipelineRun:
     """Run every stage in order (skipping cache hits); stop after a stage whose gate failed."""
     from pipeline.api import load_artifact
@@ -213,7 +231,9 @@ def run_pipeline(
     for index, spec in enumerate(cfg.stages, start=1):
         stage = get_stage(spec.type)(spec.config)
         progress(f"stage {index}/{len(cfg.stages)}: {spec.type}", index - 1, len(cfg.stages))
-        ctx = StageContext(out_dir=ws.root, reference=reference, data=data, progress=progress, previous=tuple(done))
+        ctx = StageContext(
+            out_dir=ws.root, reference=reference, data=data, progress=progress, previous=tuple(done)
+        )
         key = cache_key(stage, artifact, ctx, versions)
         stage_run, artifact = _run_or_reuse(ws, index, stage, artifact, ctx, key, force, versions)
         run.stages.append(stage_run)
@@ -239,7 +259,13 @@ def _existing(path: str | None, key: str) -> Path | None:
 
 
 def _run_or_reuse(
-    ws: Workspace, index: int, stage: Stage, artifact: Artifact, ctx: StageContext, key: str, force: bool,
+    ws: Workspace,
+    index: int,
+    stage: Stage,
+    artifact: Artifact,
+    ctx: StageContext,
+    key: str,
+    force: bool,
     versions: Mapping[str, str],
 ) -> tuple[StageRun, Artifact]:
     rec = ws.record(index, stage.name)
@@ -258,8 +284,9 @@ def _run_or_reuse(
         produced = _inside(out_art.path, tmp)
         rel = str(out_art.path.resolve().relative_to(tmp.resolve())) if produced else None
         prov = ({"stage": stage.name, "config": to_dict(stage.config), "input_sha256": artifact.sha256},)
-        out_art = replace(out_art, provenance=artifact.provenance + prov,
-                          path=(final_dir / rel) if rel else out_art.path)
+        out_art = replace(
+            out_art, provenance=artifact.provenance + prov, path=(final_dir / rel) if rel else out_art.path
+        )
         record = {
             "schema": "trtforge.stage/1",
             "stage": stage.name,

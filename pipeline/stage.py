@@ -40,8 +40,11 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "passed": self.passed, "value": self.value,
-            "threshold": self.threshold, "detail": self.detail,
+            "name": self.name,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
         }
 
 
@@ -66,7 +69,7 @@ class StageContext:
 
 @dataclass(frozen=True)
 class StageResult:
-    """Output artifact, metrics (JSON-friendly), whether the model changed, and gates. Truthy if all passed."""
+    """Output artifact, metrics (JSON-friendly), whether the model changed, gates. Truthy if all passed."""
 
     artifact: Artifact
     metrics: Mapping[str, Any] = field(default_factory=dict)
@@ -111,7 +114,8 @@ class Stage(ABC, Generic[C]):
             check_onnx_artifact(result.artifact.path, smoke_run=self.smoke_run)
         except Exception as exc:
             raise StageError(
-                f"stage {self.name!r} produced an invalid model {result.artifact.path}: {exc}{self._after(ctx)}"
+                f"stage {self.name!r} produced an invalid model {result.artifact.path}: "
+                f"{exc}{self._after(ctx)}"
             ) from exc
 
     def run(self, artifact: Artifact, ctx: StageContext) -> StageResult:

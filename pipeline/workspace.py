@@ -29,7 +29,9 @@ class Workspace:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InputError(f"{self.root}: cannot create work directory ({exc.strerror}); choose another -w") from exc
+            raise InputError(
+                f"{self.root}: cannot create work directory ({exc.strerror}); choose another -w"
+            ) from exc
         if not os.access(self.root, os.W_OK):
             raise InputError(f"{self.root}: work directory is not writable; choose another -w")
         for stale in self.root.glob(".*.staging-*"):

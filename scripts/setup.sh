@@ -12,6 +12,6 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[torch,report,examples,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[torch,report,plugins,images,examples,dev,bench]"
 echo "$want" > "$stamp"
 echo "trtforge installed in .venv ($(.venv/bin/python -c 'import torch, onnxruntime; print("torch", torch.__version__, "onnxruntime", onnxruntime.__version__)'))"

@@ -26,7 +26,8 @@ def tiny_mlp(path: Path, seed: int = 0, perturb: float = 0.0) -> Path:
         helper.make_node("Gemm", ["r", "w2"], ["y"], transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_mlp",
+        nodes,
+        "tiny_mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],

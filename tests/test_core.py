@@ -113,8 +113,13 @@ def test_data_batches_and_labels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "case,match",
-    [("shape", "axis 1: 5 != 4"), ("nan", "NaN or Inf"), ("empty", "no .npy or .npz"), ("key", "no array for input"),
-     ("dtype", "dtype")],
+    [
+        ("shape", "axis 1: 5 != 4"),
+        ("nan", "NaN or Inf"),
+        ("empty", "no .npy or .npz"),
+        ("key", "no array for input"),
+        ("dtype", "dtype"),
+    ],
 )
 def test_data_errors_name_the_file(tmp_path: Path, case: str, match: str) -> None:
     path = tmp_path / "d.npz"

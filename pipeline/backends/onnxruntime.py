@@ -1,4 +1,4 @@
-"""ONNX Runtime runner: load, run(feeds), metadata. CPU everywhere; CUDA where onnxruntime-gpu is installed."""
+"""ONNX Runtime runner: load, run(feeds), metadata. CPU everywhere; CUDA with onnxruntime-gpu."""
 
 from __future__ import annotations
 
@@ -53,12 +53,15 @@ class OrtRunner:
         missing = [p for p in self.options.providers if p not in available]
         if missing:
             raise MissingDependencyError(
-                f"ONNX Runtime provider {missing[0]} is not available (have: {', '.join(sorted(available))}); "
+                f"ONNX Runtime provider {missing[0]} is not available "
+                f"(have: {', '.join(sorted(available))}); "
                 "install onnxruntime-gpu for CUDA"
             )
         src = self.model if isinstance(self.model, bytes) else str(self.model)
         try:
-            self._session = ort.InferenceSession(src, sess_options=opts, providers=list(self.options.providers))
+            self._session = ort.InferenceSession(
+                src, sess_options=opts, providers=list(self.options.providers)
+            )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             where = "model" if isinstance(self.model, bytes) else str(self.model)
             first = str(exc).strip().splitlines()[0][:300]
@@ -79,7 +82,9 @@ class OrtRunner:
     def output_names(self) -> list[str]:
         return [o.name for o in self.session.get_outputs()]
 
-    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         names = list(outputs) if outputs else self.output_names
         values = self.session.run(names, dict(feeds))
         return dict(zip(names, values, strict=True))
@@ -90,7 +95,9 @@ def random_feed(specs: Sequence[Any], batch: int = 1, seed: int = 0) -> dict[str
     rng = np.random.default_rng(seed)
     feed: dict[str, np.ndarray] = {}
     for spec in specs:
-        shape = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(spec.shape)]
+        shape = [
+            d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(spec.shape)
+        ]
         dtype = np.dtype(spec.dtype)
         if np.issubdtype(dtype, np.floating):
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)

@@ -48,12 +48,32 @@ def _set(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 
 def output_options(f: F) -> F:
     """Add ``--json``, ``--quiet`` and ``--debug`` to a command (handled here, not passed on)."""
-    f = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set("debug"),
-                     help="Show tracebacks for errors.")(f)
-    f = click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True, callback=_set("quiet"),
-                     help="Print nothing but errors (and JSON with --json).")(f)
-    f = click.option("--json", "as_json", is_flag=True, expose_value=False, is_eager=True,
-                     callback=_set("json"), help="Print machine-readable JSON on stdout.")(f)
+    f = click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set("debug"),
+        help="Show tracebacks for errors.",
+    )(f)
+    f = click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set("quiet"),
+        help="Print nothing but errors (and JSON with --json).",
+    )(f)
+    f = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set("json"),
+        help="Print machine-readable JSON on stdout.",
+    )(f)
     return f
 
 
@@ -85,6 +105,7 @@ def warn(message: str) -> None:
 def progress_bar() -> Iterator[ProgressFn]:
     """A ProgressFn rendering on stderr (rich), silent with --quiet/--json or when stderr is no TTY."""
     if SETTINGS.quiet or SETTINGS.json or not sys.stderr.isatty():
+
         def quiet(what: str, done: int, total: int) -> None:
             return None
 
@@ -94,8 +115,15 @@ def progress_bar() -> Iterator[ProgressFn]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as prog:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as prog:
+
         def update(what: str, done: int, total: int) -> None:
             if what not in tasks:
                 tasks[what] = prog.add_task(what, total=max(total, 1))

@@ -21,7 +21,9 @@ def describe(path: Path) -> dict[str, Any]:
     model = load_onnx(path)
     spec = IOSpec.from_onnx(model)
     ops = Counter(n.op_type for n in model.graph.node)
-    params = int(sum(np.prod(onnx.numpy_helper.to_array(t).shape, dtype=np.int64) for t in model.graph.initializer))
+    params = int(
+        sum(np.prod(onnx.numpy_helper.to_array(t).shape, dtype=np.int64) for t in model.graph.initializer)
+    )
     return {
         "path": str(path),
         "sha256": sha256_model_files(path),
@@ -44,8 +46,10 @@ def command(model: Path) -> None:
 
     def human() -> None:
         con = console()
-        con.print(f"{info['path']}  ({info['size_bytes'] / 1024:.1f} KiB, {info['parameters']:,} parameters, "
-                  f"{info['nodes']} nodes, opset {info['opset']})")
+        con.print(
+            f"{info['path']}  ({info['size_bytes'] / 1024:.1f} KiB, {info['parameters']:,} parameters, "
+            f"{info['nodes']} nodes, opset {info['opset']})"
+        )
         for kind in ("inputs", "outputs"):
             for t in info["io"][kind]:
                 con.print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']} {t['shape']}")

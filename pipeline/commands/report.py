@@ -21,7 +21,9 @@ def command(workdir: Path) -> None:
         raise InputError(f"{workdir}: not a work directory; pass the -w directory of a trtforge run")
     records = records_from_workdir(workdir)
     if not records:
-        raise InputError(f"{workdir}: no finished stages (no NN-<stage>/stage.json); run `trtforge run` first")
+        raise InputError(
+            f"{workdir}: no finished stages (no NN-<stage>/stage.json); run `trtforge run` first"
+        )
     report = build_report(workdir, records)
     write_report(workdir, report)
     emit(report, lambda: click.echo(render_markdown(report)))

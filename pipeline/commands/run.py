@@ -13,19 +13,35 @@ from pipeline.errors import ConfigError, GateFailed
 
 @click.command("run")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-w", "--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Work directory (default: [pipeline].workdir of the config).")
-@click.option("--model", help="Override [pipeline].model (.onnx, .pt2, TorchScript or package.module:factory).")
+@click.option(
+    "-w",
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work directory (default: [pipeline].workdir of the config).",
+)
+@click.option(
+    "--model", help="Override [pipeline].model (.onnx, .pt2, TorchScript or package.module:factory)."
+)
 @click.option("--weights", help="Override [pipeline].weights (state_dict for module:factory).")
 @click.option("--calibration-data", help="Override [pipeline].calibration_data.")
 @click.option("--validation-data", help="Override [pipeline].validation_data.")
-@click.option("--stages", help="Without CONFIG: comma-separated stages with default settings, e.g. export,fuse.")
+@click.option(
+    "--stages", help="Without CONFIG: comma-separated stages with default settings, e.g. export,fuse."
+)
 @click.option("--force", is_flag=True, help="Re-run every stage even where the cache matches.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @output_options
-def command(config: Path | None, workdir: Path | None, model: str | None, weights: str | None,
-            calibration_data: str | None, validation_data: str | None, stages: str | None,
-            force: bool, dry_run: bool) -> None:
+def command(
+    config: Path | None,
+    workdir: Path | None,
+    model: str | None,
+    weights: str | None,
+    calibration_data: str | None,
+    validation_data: str | None,
+    stages: str | None,
+    force: bool,
+    dry_run: bool,
+) -> None:
     """Run the stages of CONFIG (a trtforge.toml) in order into WORKDIR/NN-<stage>/.
 
     Each finished stage is cached by content hash (input model, config, data, tool versions);
@@ -34,21 +50,32 @@ def command(config: Path | None, workdir: Path | None, model: str | None, weight
     """
     from pipeline.runner import load_pipeline_config, pipeline_config_from_dict
 
-    overrides = {"model": model, "weights": weights, "calibration_data": calibration_data,
-                 "validation_data": validation_data}
+    overrides = {
+        "model": model,
+        "weights": weights,
+        "calibration_data": calibration_data,
+        "validation_data": validation_data,
+    }
     if config is not None:
         if stages:
-            raise ConfigError("--stages is only for runs without a config file; edit the [[stage]] tables instead")
+            raise ConfigError(
+                "--stages is only for runs without a config file; edit the [[stage]] tables instead"
+            )
         cfg = load_pipeline_config(config, overrides)
     else:
         if Path("trtforge.toml").is_file() and not stages:
             cfg = load_pipeline_config(Path("trtforge.toml"), overrides)
         elif model and stages:
-            raw = {"pipeline": {"model": model}, "stage": [{"type": s.strip()} for s in stages.split(",") if s]}
+            raw = {
+                "pipeline": {"model": model},
+                "stage": [{"type": s.strip()} for s in stages.split(",") if s],
+            }
             cfg = pipeline_config_from_dict(raw, Path.cwd(), "command line", overrides)
         else:
-            raise ConfigError("no config: pass a trtforge.toml (e.g. examples/digits/trtforge.toml) "
-                              "or --model M --stages export,fuse")
+            raise ConfigError(
+                "no config: pass a trtforge.toml (e.g. examples/digits/trtforge.toml) "
+                "or --model M --stages export,fuse"
+            )
     if dry_run:
         resolved = cfg.to_dict()
         if workdir is not None:
@@ -64,8 +91,13 @@ def _run(cfg: Any, workdir: Path | None, force: bool) -> None:
 
     with progress_bar() as progress:
         run = run_pipeline(cfg, workdir, force=force, progress=progress)
-    report = build_report(run.workdir, [s.record for s in run.stages], {s.index: s.cached for s in run.stages},
-                          cfg.to_dict(), run.wall_s)
+    report = build_report(
+        run.workdir,
+        [s.record for s in run.stages],
+        {s.index: s.cached for s in run.stages},
+        cfg.to_dict(),
+        run.wall_s,
+    )
     jpath, mpath = write_report(run.workdir, report)
     emit(report, lambda: _print_summary(report, jpath, mpath))
     if not report["passed"]:
@@ -81,8 +113,14 @@ def _print_summary(report: dict[str, Any], jpath: Path, mpath: Path) -> None:
         table.add_column(col)
     for s in report["stages"]:
         gates = ", ".join(f"{g['name']} {'ok' if g['passed'] else 'FAIL'}" for g in s["gates"]) or "-"
-        table.add_row(str(s["index"]), s["name"], "yes" if s["cached"] else "no",
-                      f"{s['duration_s']:.2f}" if not s["cached"] else "-", str(s["modified"]), gates)
+        table.add_row(
+            str(s["index"]),
+            s["name"],
+            "yes" if s["cached"] else "no",
+            f"{s['duration_s']:.2f}" if not s["cached"] else "-",
+            str(s["modified"]),
+            gates,
+        )
     con = console()
     con.print(table)
     final = report.get("final_artifact") or {}

@@ -55,7 +55,8 @@ def build_report(
     config: Mapping[str, Any] | None = None,
     wall_s: float | None = None,
 ) -> dict[str, Any]:
-    stages, gates = [], []
+    stages: list[dict[str, Any]] = []
+    gates: list[dict[str, Any]] = []
     for rec in records:
         out = rec.get("output") or {}
         stage = {
@@ -65,8 +66,12 @@ def build_report(
             "duration_s": rec.get("duration_s"),
             "modified": rec.get("modified"),
             "input": {k: (rec.get("input") or {}).get(k) for k in ("kind", "sha256")},
-            "output": {"path": out.get("path"), "kind": out.get("kind"), "sha256": out.get("sha256"),
-                       "size_bytes": _size(out.get("path"))},
+            "output": {
+                "path": out.get("path"),
+                "kind": out.get("kind"),
+                "sha256": out.get("sha256"),
+                "size_bytes": _size(out.get("path")),
+            },
             "metrics": rec.get("metrics", {}),
             "gates": rec.get("gates", []),
         }
@@ -97,8 +102,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _scalar_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None]
+def _scalar_metrics(metrics: Mapping[str, Any], prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
+    """Scalar metrics, nested tables flattened to dotted keys (lists are left to report.json)."""
+    rows: list[tuple[str, Any]] = []
+    for k, v in metrics.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and depth > 1:
+            rows.extend(_scalar_metrics(v, key + ".", depth - 1))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            rows.append((key, v))
+    return rows
+
+
+MAX_METRIC_ROWS = 40
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -106,27 +122,45 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# trtforge report: {verdict}", "", f"Work directory: `{report['workdir']}`  "]
     if report.get("wall_s") is not None:
         lines.append(f"Wall time: {report['wall_s']:.2f} s  ")
-    lines += ["", "## Stages", "", "| # | stage | cached | time (s) | modified | output | size (KiB) | gates |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Stages",
+        "",
+        "| # | stage | cached | time (s) | modified | output | size (KiB) | gates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in report["stages"]:
         out = s["output"]
         size = f"{out['size_bytes'] / 1024:.1f}" if out.get("size_bytes") else "-"
         gates = ", ".join(f"{g['name']} {'ok' if g['passed'] else 'FAIL'}" for g in s["gates"]) or "-"
         name = Path(out["path"]).name if out.get("path") else "-"
-        lines.append(f"| {s['index']} | {s['name']} | {_fmt(s['cached'])} | {_fmt(s['duration_s'])} | "
-                     f"{_fmt(s['modified'])} | {name} | {size} | {gates} |")
+        lines.append(
+            f"| {s['index']} | {s['name']} | {_fmt(s['cached'])} | {_fmt(s['duration_s'])} | "
+            f"{_fmt(s['modified'])} | {name} | {size} | {gates} |"
+        )
     if report["gates"]:
-        lines += ["", "## Gates", "", "| stage | gate | passed | value | threshold | detail |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Gates",
+            "",
+            "| stage | gate | passed | value | threshold | detail |",
+            "|---|---|---|---|---|---|",
+        ]
         for g in report["gates"]:
-            lines.append(f"| {g['stage']} | {g['name']} | {'yes' if g['passed'] else '**NO**'} | {_fmt(g.get('value'))}"
-                         f" | {_fmt(g.get('threshold'))} | {g.get('detail') or ''} |")
+            lines.append(
+                f"| {g['stage']} | {g['name']} | {'yes' if g['passed'] else '**NO**'} "
+                f"| {_fmt(g.get('value'))}"
+                f" | {_fmt(g.get('threshold'))} | {g.get('detail') or ''} |"
+            )
     lines += ["", "## Metrics", ""]
     for s in report["stages"]:
         scalars = _scalar_metrics(s["metrics"])
         if not scalars:
             continue
         lines += [f"### {s['index']}. {s['name']}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars[:MAX_METRIC_ROWS]]
+        if len(scalars) > MAX_METRIC_ROWS:
+            lines.append(f"| ... | {len(scalars) - MAX_METRIC_ROWS} more in report.json |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

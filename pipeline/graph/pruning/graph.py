@@ -1,0 +1,133 @@
+"""A read-only index over an ONNX graph: producers, consumers, constants and static shapes.
+
+The pruner works on a *prepared* copy of the user's model: every node gets a unique name
+(``<op>_<i>`` where it had none) and shapes are inferred, so that plans can name nodes and
+the analysis knows channel counts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from pipeline.errors import InputError
+
+Dims = tuple[int | None, ...]
+
+
+def prepare(model: onnx.ModelProto, source: str = "model") -> onnx.ModelProto:
+    """A copy with unique node names and inferred shapes (the input model is never touched)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    used = {n.name for n in out.graph.node if n.name}
+    for i, node in enumerate(out.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+    names = [n.name for n in out.graph.node]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"{source}: node name {dup!r} is used twice; give nodes unique names (re-export)")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(out, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError and ValidationError variants
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{source}: ONNX shape inference fails ({first}); fix or re-export the model"
+        ) from exc
+    return inferred
+
+
+class GraphIndex:
+    """Producers, consumers, constants (initializers and Constant nodes) and static shapes."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.inits = {t.name: t for t in graph.initializer}
+        self.const_nodes = {n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.output}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
+        for node in self.nodes:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+            for i, name in enumerate(node.input):
+                if name:
+                    self.consumers[name].append((node, i))
+        self.graph_inputs = {v.name for v in graph.input if v.name not in self.inits}
+        self.graph_outputs = {v.name for v in graph.output}
+        self.shapes: dict[str, Dims] = {}
+        for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+            dims = _dims(vi)
+            if dims is not None:
+                self.shapes[vi.name] = dims
+        for name, t in self.inits.items():
+            self.shapes[name] = tuple(int(d) for d in t.dims)
+        self._const_cache: dict[str, np.ndarray] = {}
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant-node output, else None."""
+        if name in self._const_cache:
+            return self._const_cache[name]
+        value: np.ndarray | None = None
+        if name in self.inits:
+            value = numpy_helper.to_array(self.inits[name])
+        elif name in self.const_nodes:
+            value = _constant_value(self.const_nodes[name])
+        if value is not None:
+            self._const_cache[name] = value
+        return value
+
+    def is_const(self, name: str) -> bool:
+        return name in self.inits or name in self.const_nodes
+
+    def shape(self, name: str) -> Dims | None:
+        if name in self.shapes:
+            return self.shapes[name]
+        value = self.const(name)
+        return None if value is None else tuple(int(d) for d in value.shape)
+
+    def rank(self, name: str) -> int | None:
+        s = self.shape(name)
+        return None if s is None else len(s)
+
+    def users(self, name: str) -> int:
+        """How many node inputs read ``name``."""
+        return len(self.consumers.get(name, ()))
+
+
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, dtype=np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), dtype=np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, dtype=np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), dtype=np.int64)
+    return None
+
+
+def _dims(vi: onnx.ValueInfoProto) -> Dims | None:
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return None
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)

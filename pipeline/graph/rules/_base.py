@@ -1,0 +1,151 @@
+"""What every rewrite rule is, how one is applied, and the small graph helpers rules share.
+
+A rule works on an onnx-ir graph. It names the op type its pattern is anchored on; for
+every node of that type, ``match`` returns the matched nodes and values (or None when the
+node is not the root of the pattern), ``check`` returns why the match must not be rewritten
+(None when it may), and ``rewrite`` replaces the match. Rules hold no state: everything a
+rewrite needs travels in the (frozen) match object.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar, Generic, TypeVar
+
+import numpy as np
+import onnx_ir as ir
+
+M = TypeVar("M")
+
+#: ONNX's default domain, as onnx-ir may spell it
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A match the rule saw and left alone, with the reason."""
+
+    rule: str
+    node: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "node": self.node, "reason": self.reason}
+
+
+@dataclass
+class RuleStats:
+    """How often a rule rewrote, and what it rejected."""
+
+    applied: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class Rule(ABC, Generic[M]):
+    """One graph rewrite: pattern (``op_type`` + ``match``), ``check``, ``rewrite``."""
+
+    name: ClassVar[str]
+    op_type: ClassVar[str]
+
+    @abstractmethod
+    def match(self, node: ir.Node) -> M | None:
+        """The pattern: the matched nodes/values rooted at ``node``, or None when it does not fit."""
+
+    @abstractmethod
+    def check(self, match: M) -> str | None:
+        """Why ``match`` must not be rewritten, or None when the rewrite is valid."""
+
+    @abstractmethod
+    def rewrite(self, match: M) -> None:
+        """Replace the match in its graph."""
+
+
+def apply_rule(rule: Rule[M], model: ir.Model) -> RuleStats:
+    """Apply ``rule`` once to every matching node of the main graph and its subgraphs."""
+    stats = RuleStats()
+    for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+        if node.graph is None or node.op_type != rule.op_type or node.domain not in ONNX_DOMAINS:
+            continue  # removed by an earlier rewrite, or not the anchor op
+        found = rule.match(node)
+        if found is None:
+            continue
+        reason = rule.check(found)
+        if reason is not None:
+            stats.rejections.append(Rejection(rule.name, node_label(node), reason))
+            continue
+        rule.rewrite(found)
+        stats.applied += 1
+    return stats
+
+
+def node_label(node: ir.Node) -> str:
+    return node.name or f"{node.op_type}({', '.join(v.name or '?' for v in node.outputs)})"
+
+
+def const_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value's constant content (initializer or Constant node output), or None."""
+    if value is None:
+        return None
+    try:
+        tensor = ir.convenience.get_const_tensor(value)
+    except ValueError:  # a malformed Constant node
+        return None
+    return None if tensor is None else np.asarray(tensor.numpy())
+
+
+def sole_consumer_reason(value: ir.Value, consumer: ir.Node, what: str) -> str | None:
+    """Why ``value`` cannot vanish into ``consumer``: it is a graph output or has other consumers."""
+    if value.is_graph_output():
+        return f"{what} output {value.name!r} is also a graph output"
+    others = [n for n in value.consumers() if n is not consumer]
+    if others:
+        return f"{what} output {value.name!r} has other consumers ({node_label(others[0])})"
+    return None
+
+
+def shared_weight_reason(values: Iterable[ir.Value | None], inside: Iterable[ir.Node]) -> str | None:
+    """Why folding would have to duplicate a weight: it is used outside the match or is a graph input."""
+    members = set(inside)
+    for value in values:
+        if value is None:
+            continue
+        if value.is_graph_input():
+            return f"weight {value.name!r} is a graph input, so it may change at run time"
+        outside = [n for n in value.consumers() if n not in members]
+        if outside:
+            return f"weight {value.name!r} is shared with a node outside the match ({node_label(outside[0])})"
+    return None
+
+
+def add_initializer(graph: ir.Graph, hint: str, array: np.ndarray) -> ir.Value:
+    """Register ``array`` as a new initializer of ``graph`` under a fresh name derived from ``hint``."""
+    name, i = hint, 0
+    while name in graph.initializers:
+        i += 1
+        name = f"{hint}_{i}"
+    value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
+    value.shape = ir.Shape(array.shape)
+    value.dtype = ir.DataType.from_numpy(array.dtype)
+    graph.register_initializer(value)
+    return value
+
+
+def replace_with(old_nodes: list[ir.Node], old_output: ir.Value, new_node: ir.Node) -> None:
+    """Put ``new_node`` in place of ``old_nodes``; its first output takes over ``old_output``.
+
+    The new output inherits the old one's name, type and shape, and its place among the
+    graph outputs, so consumers and the model's signature see no difference.
+    """
+    graph = old_nodes[-1].graph
+    assert isinstance(graph, ir.Graph), "rules rewrite nodes of graphs, not functions"
+    ir.convenience.replace_nodes_and_values(
+        graph, old_nodes[-1], old_nodes, [new_node], [old_output], [new_node.outputs[0]]
+    )
+
+
+def owning_graph(node: ir.Node) -> ir.Graph:
+    graph = node.graph
+    assert isinstance(graph, ir.Graph), "rules rewrite nodes of graphs, not functions"
+    return graph

@@ -1,0 +1,62 @@
+"""Remove inference-mode ``Dropout``: ``Dropout(x) = x``.
+
+Maths: with ``training_mode`` false (the default; opset >= 12 takes it as an optional input,
+opsets 7-11 have no training mode) Dropout is the identity on its first output, whatever the
+``ratio``. Rejected: a ``training_mode`` input that is not a constant false, an explicit
+``is_test=0`` (opset < 7 training mode), a mask output someone reads, and a Dropout between a
+graph input or initializer and a graph output (removing it would rename the model's signature).
+
+Why our own rule: onnx-ir's IdentityEliminationPass handles Identity only, and onnxslim erases
+every Dropout without looking at ``training_mode`` or the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import onnx_ir as ir
+
+from pipeline.graph.rules._base import Rule, const_array, owning_graph
+
+
+@dataclass(frozen=True)
+class DropoutMatch:
+    node: ir.Node
+
+
+class RemoveDropout(Rule[DropoutMatch]):
+    name: ClassVar[str] = "remove_dropout"
+    op_type: ClassVar[str] = "Dropout"
+
+    def match(self, node: ir.Node) -> DropoutMatch | None:
+        if not node.inputs or node.inputs[0] is None or not node.outputs:
+            return None
+        return DropoutMatch(node)
+
+    def check(self, match: DropoutMatch) -> str | None:
+        node = match.node
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            mode = const_array(node.inputs[2])
+            if mode is None or mode.size != 1 or bool(mode.reshape(-1)[0]):
+                return "Dropout's training_mode input is not a constant false"
+        if "is_test" in node.attributes and node.attributes.get_int("is_test", 0) == 0:
+            return "Dropout has is_test=0 (training mode)"
+        mask = [v for v in node.outputs[1:] if v.is_graph_output() or v.consumers()]
+        if mask:
+            return f"Dropout's mask output {mask[0].name!r} is in use"
+        x, y = node.inputs[0], node.outputs[0]
+        assert x is not None
+        if y.is_graph_output() and (x.is_graph_input() or x.is_initializer() or x.is_graph_output()):
+            return f"Dropout connects {x.name!r} straight to graph output {y.name!r}"
+        return None
+
+    def rewrite(self, match: DropoutMatch) -> None:
+        node = match.node
+        x, y = node.inputs[0], node.outputs[0]
+        assert x is not None
+        was_output, name = y.is_graph_output(), y.name
+        ir.convenience.replace_all_uses_with(y, x, replace_graph_outputs=True)
+        owning_graph(node).remove(node, safe=True)
+        if was_output:
+            x.name = name  # the graph output keeps its name: the model's signature does not change

@@ -1,0 +1,76 @@
+"""The ``convert_fp16`` stage: half precision in the ONNX graph, with FP32 islands.
+
+Overflow-prone ops (normalisations, Softmax, reductions, exp/log/pow) stay FP32; with
+calibration data, so does every node whose output exceeded the FP16 range on it. This is how
+FP16 reaches TensorRT 11 (no precision flags: the graph's types decide).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from calibration.errors import CalibrationError
+from calibration.fp16 import FP32_OPS
+from pipeline.artifact import Artifact
+from pipeline.errors import InputError
+from pipeline.registry import register_stage
+from pipeline.stage import Stage, StageContext, StageResult
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    keep_io_types: bool = True
+    fp32_ops: tuple[str, ...] = FP32_OPS
+    fp32_nodes: tuple[str, ...] = ()
+    calibration: str | None = None  # data to find values outside the FP16 range (default: pipeline's)
+    num_samples: int | None = 256
+    batch_size: int = 32
+    overflow_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.overflow_margin <= 1.0:
+            raise ValueError(f"overflow_margin must be in (0, 1], got {self.overflow_margin}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+
+@register_stage("convert_fp16")
+class ConvertFp16Stage(Stage[Fp16Config]):
+    """FP16 graph with FP32 islands."""
+
+    config_cls = Fp16Config
+
+    def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
+        cfg = self.config
+        calib = cfg.calibration or (str(ctx.data.calibration) if ctx.data.calibration else None)
+        try:
+            return run_fp16(artifact, ctx, Fp16Config(**{**cfg.__dict__, "calibration": calib}))
+        except CalibrationError as exc:
+            raise InputError(str(exc)) from exc
+
+
+def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageResult:
+    from calibration.fp16 import Fp16Options, convert_fp16
+    from calibration.sources import open_batches
+    from pipeline.onnx_io import load_onnx, save_onnx
+
+    assert artifact.iospec is not None
+    model = load_onnx(artifact.path)
+    batches = None
+    if cfg.calibration:
+        batches = open_batches(
+            cfg.calibration, artifact.iospec.input_specs(), cfg.batch_size, cfg.num_samples
+        )
+    opts = Fp16Options(cfg.keep_io_types, tuple(cfg.fp32_ops), tuple(cfg.fp32_nodes), cfg.overflow_margin)
+    result = convert_fp16(model, opts, batches, str(artifact.path))
+    save_onnx(result.model, ctx.out_dir / "model.onnx")
+    out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
+    metrics: dict[str, Any] = {
+        **result.summary(),
+        "precision": "fp16",
+        "overflow_checked": cfg.calibration is not None,
+        "size_fp32_bytes": artifact.path.stat().st_size,
+        "size_fp16_bytes": out.path.stat().st_size,
+    }
+    return StageResult(out, metrics, modified=True)

@@ -1,0 +1,257 @@
+"""The ``quantize`` stage: INT8 post-training quantization (explicit Q/DQ per target), or FP16.
+
+Adapts :mod:`calibration`: calibration data from ``calibration`` (or ``ctx.data.calibration``),
+validation data from ``validation`` (or ``ctx.data.validation``). Writes ``model.onnx``,
+``calibration_table.json``, ``calibration.cache`` (legacy TensorRT 8/10) and
+``ranges_worst.png`` into ``ctx.out_dir``. Calibration errors become ``InputError`` (exit 2);
+a missed accuracy budget is a failed gate (exit 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from calibration.errors import CalibrationError
+from pipeline.artifact import Artifact, sha256_file
+from pipeline.errors import InputError
+from pipeline.registry import register_stage
+from pipeline.stage import Gate, Stage, StageContext, StageResult
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How image-directory calibration data becomes input tensors."""
+
+    size: tuple[int, ...] | None = None  # [height, width]; default: the model input's
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    color: Literal["RGB", "BGR", "L"] = "RGB"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    precision: Literal["int8", "fp16"] = "int8"
+    target: Literal["onnxruntime-cpu", "tensorrt"] = "onnxruntime-cpu"
+    method: Literal["minmax", "entropy", "percentile", "mse"] = "percentile"
+    percentile: float = 99.99
+    calibration: str | None = None  # .npy/.npz/dir, image dir, or package.module:function
+    preprocess: PreprocessConfig | None = None
+    num_samples: int | None = None  # None: all the data; more than the data holds is an error
+    batch_size: int = 32
+    accuracy_budget: str | None = None  # e.g. "top1:0.5%", "cosine:0.999", "maxabs@boxes:0.5"
+    validation: str | None = None
+    validation_samples: int = 512
+    sensitivity: Literal["auto", "always", "never"] = "auto"
+    mixed_range_ratio: float = 32.0
+    trt_version: str = "10.3.0"  # header of the legacy calibration cache
+    threads: int | None = None
+    reduce_range: bool = False
+    measure_latency: bool = True
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.batch_size < 1 or self.validation_samples < 1:
+            raise ValueError("batch_size and validation_samples must be >= 1")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        if self.mixed_range_ratio <= 1.0:
+            raise ValueError("mixed_range_ratio must be > 1")
+        if self.accuracy_budget:
+            from calibration.budget import parse_budget
+
+            parse_budget(self.accuracy_budget)
+
+
+@register_stage("quantize")
+class QuantizeStage(Stage[QuantizeConfig]):
+    """INT8 Q/DQ for ``target`` with an accuracy-aware fallback, or FP16 with FP32 islands."""
+
+    config_cls = QuantizeConfig
+    smoke_run: ClassVar[bool] = True
+
+    def requires(self, artifact: Artifact, ctx: StageContext) -> None:
+        super().requires(artifact, ctx)
+        if self.config.precision == "int8" and self._calibration(ctx) is None:
+            raise InputError(
+                "quantize: no calibration data; pass --calibration-data or set calibration_data in "
+                "[pipeline] (.npy/.npz/dir, image dir with [quantize.preprocess], or module:function)"
+            )
+        if self.config.accuracy_budget and self._validation(ctx) is None:
+            raise InputError("quantize: an accuracy budget needs validation data; pass --validation-data")
+
+    def _calibration(self, ctx: StageContext) -> str | None:
+        if self.config.calibration:
+            return self.config.calibration
+        return str(ctx.data.calibration) if ctx.data.calibration else None
+
+    def _validation(self, ctx: StageContext) -> str | None:
+        if self.config.validation:
+            return self.config.validation
+        return str(ctx.data.validation) if ctx.data.validation else None
+
+    def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
+        try:
+            if self.config.precision == "fp16":
+                from pipeline.stages.convert_fp16 import Fp16Config, run_fp16
+
+                cfg = Fp16Config(calibration=self._calibration(ctx), batch_size=self.config.batch_size)
+                return run_fp16(artifact, ctx, cfg)
+            return run_int8(artifact, ctx, self._calibration(ctx) or "", self._validation(ctx), self.config)
+        except CalibrationError as exc:
+            raise InputError(str(exc)) from exc
+
+    def cache_inputs(self, ctx: StageContext) -> dict[str, str]:
+        out = {}
+        for key, value in (("calibration", self._calibration(ctx)), ("validation", self._validation(ctx))):
+            p = Path(value) if value else None
+            if p is not None and p.is_file():
+                out[key] = sha256_file(p)
+            elif p is not None and p.is_dir():
+                out[key] = ",".join(sha256_file(f) for f in sorted(p.iterdir()) if f.is_file())
+        return out
+
+
+def gate_from_fit(fit: Any) -> Gate:
+    return Gate(
+        "accuracy_budget",
+        bool(fit.final),
+        fit.final.error,
+        None,
+        "; ".join(f"{k}={v['value']:.4g}" for k, v in fit.final.to_dict().items() if isinstance(v, dict)),
+    )
+
+
+def _preprocess(cfg: QuantizeConfig) -> Any:
+    from calibration.sources import ImagePreprocess
+
+    p = cfg.preprocess
+    if p is None:
+        return None
+    size = tuple(p.size) if p.size else None
+    if size is not None and len(size) != 2:
+        raise InputError(f"quantize.preprocess.size: expected [height, width], got {list(size)}")
+    return ImagePreprocess(size, p.layout, p.color, p.scale, tuple(p.mean), tuple(p.std))  # type: ignore[arg-type]
+
+
+def run_int8(
+    artifact: Artifact, ctx: StageContext, calib: str, validation: str | None, cfg: QuantizeConfig
+) -> StageResult:
+    from calibration.quantizer import QuantizeOptions, calibrate
+    from calibration.sources import open_batches
+    from pipeline.onnx_io import load_onnx
+
+    assert artifact.iospec is not None
+    model = load_onnx(artifact.path)
+    specs = artifact.iospec.input_specs()
+    opts = QuantizeOptions(
+        target=cfg.target,
+        method=cfg.method,
+        percentile=cfg.percentile,
+        num_samples=cfg.num_samples,
+        mixed_range_ratio=cfg.mixed_range_ratio,
+        threads=cfg.threads,
+        reduce_range=cfg.reduce_range,
+    )
+    batches = open_batches(calib, specs, cfg.batch_size, cfg.num_samples, _preprocess(cfg))
+    cal = calibrate(model, batches, opts, str(artifact.path), ctx.progress)
+    metrics: dict[str, Any] = {}
+    gates: tuple[Gate, ...] = ()
+    if validation is not None:
+        qmodel, extra, gates = _with_validation(cal, model, specs, validation, cfg, ctx)
+        metrics.update(extra)
+    else:
+        qmodel = cal.build()
+    metrics.update(_write_outputs(cal, qmodel, ctx.out_dir, cfg))
+    metrics.update(_size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg))
+    out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
+    return StageResult(out, metrics, modified=True, gates=gates)
+
+
+def _with_validation(
+    cal: Any, model: Any, specs: Any, validation: str, cfg: QuantizeConfig, ctx: StageContext
+) -> tuple[Any, dict[str, Any], tuple[Gate, ...]]:
+    from calibration.budget import parse_budget
+    from calibration.data import load_extra
+    from calibration.sensitivity import fit_budget, run_model
+    from calibration.sources import open_batches
+
+    feeds = list(open_batches(validation, specs, cfg.batch_size, cfg.validation_samples))
+    reference = run_model(model, feeds, cfg.threads)
+    n = len(next(iter(reference.values())))
+    labels = load_extra(validation, "labels")
+    labels = labels[:n] if labels is not None and len(labels) >= n else None
+    terms = parse_budget(cfg.accuracy_budget or "cosine:0.0")  # no budget: a check that always holds
+    fit = fit_budget(
+        cal,
+        terms,
+        feeds,
+        reference,
+        labels,
+        always_analyse=cfg.sensitivity == "always",
+        fallback=cfg.sensitivity != "never",
+        progress=ctx.progress,
+    )
+    out = run_model(fit.model, feeds, cfg.threads)
+    metrics: dict[str, Any] = {
+        "validation_samples": n,
+        "budget": cfg.accuracy_budget,
+        "budget_initial": fit.initial.to_dict(),
+        "budget_final": fit.final.to_dict(),
+        "fallback": fit.fallback,
+        "fell_back": fit.fell_back,
+        "sensitivity": dict(sorted(fit.sensitivity.items(), key=lambda kv: -kv[1])),
+    }
+    first = next(iter(reference))
+    if labels is not None:
+        from calibration.budget import top1
+
+        metrics["accuracy"] = {
+            "fp32_top1": top1(reference[first], labels),
+            "int8_top1": top1(out[first], labels),
+        }
+    gates = (gate_from_fit(fit),) if cfg.accuracy_budget else ()
+    return fit.model, metrics, gates
+
+
+def _write_outputs(cal: Any, qmodel: Any, out_dir: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+    from calibration import cache, plots
+    from calibration.ortcheck import fusion_summary, optimized_op_counts
+    from calibration.quantizer import summary
+    from pipeline.onnx_io import save_onnx
+
+    save_onnx(qmodel, out_dir / "model.onnx")
+    extra = {"target": cal.plan.target, "weights_per_channel": cal.weight_amax()}
+    cache.write_table(
+        out_dir / "calibration_table.json",
+        cache.table_dict(cal.amax, cal.ranges, cal.options.method, cal.stats.samples, extra),
+    )
+    cache.write_trt_cache(out_dir / "calibration.cache", cal.amax, cfg.trt_version, cal.options.method)
+    metrics: dict[str, Any] = dict(summary(cal))
+    if cal.plan.target == "onnxruntime-cpu":
+        metrics["ort_optimized"] = fusion_summary(optimized_op_counts(qmodel))
+    if cfg.plot:
+        worst = plots.worst_tensors(cal.stats.tensors, cal.amax)
+        png = plots.plot_histograms(
+            out_dir / "ranges_worst.png", cal.stats.tensors, cal.amax, worst, cfg.method
+        )
+        metrics["ranges_plot"] = str(png.name) if png else None
+        metrics["worst_tensors"] = worst
+    return metrics
+
+
+def _size_and_latency(fp32: Path, int8: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"size_fp32_bytes": fp32.stat().st_size, "size_int8_bytes": int8.stat().st_size}
+    if cfg.measure_latency:
+        from pipeline.validation.throughput import benchmark_models
+
+        rep = benchmark_models([fp32, int8], batches=(cfg.batch_size,), threads=1, warmup=3, iters=20)
+        t = rep.timing(rep.models[1], cfg.batch_size)
+        out["latency_ratio_int8_vs_fp32"] = t.paired_ratio
+        out["latency_batch"] = cfg.batch_size
+    return out

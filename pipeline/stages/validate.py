@@ -1,0 +1,145 @@
+"""The ``validate`` stage: numerical parity (and a task metric) of the current model vs the reference.
+
+It compares the current artifact (an ONNX model, run on ONNX Runtime, or a TensorRT engine, run
+by ``pipeline.backends.tensorrt``) with ``ctx.reference`` (the pipeline's first ONNX model, or a
+model given on the command line) on the validation data, and passes the model on unchanged.
+Gates: ``parity`` (every element within ``atol + rtol * |ref|``) and, with ``metric = "top1"``,
+``top1`` (argmax agreement >= ``min_top1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pipeline.artifact import Artifact, TensorSpec, sha256_file
+from pipeline.errors import ConfigError, InputError, StageError
+from pipeline.registry import register_stage
+from pipeline.stage import Stage, StageContext, StageResult
+from pipeline.validation.error_stats import Tolerance
+
+DEFAULT_RANDOM_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Tolerances, task metric and data settings of a parity check."""
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    #: per-output tolerances: a table ``{output = {atol = .., rtol = ..}}`` or a TOML file with [outputs.NAME]
+    tolerances: dict[str, Any] | Path | None = None
+    metric: Literal["none", "top1"] = "none"
+    min_top1: float = 0.99
+    metric_output: str | None = None  # output the metric reads; default: the first output
+    random_data: bool = False  # allow seeded random inputs when there is no validation data
+    max_samples: int | None = None
+    batch_size: int = 32
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        Tolerance(self.atol, self.rtol)  # raises ValueError naming the bad key
+        if not 0.0 <= self.min_top1 <= 1.0:
+            raise ValueError(f"min_top1 must be in [0, 1], got {self.min_top1}")
+        if self.batch_size < 1 or (self.max_samples is not None and self.max_samples < 1):
+            raise ValueError("batch_size and max_samples must be >= 1")
+
+
+@register_stage("validate")
+class ValidateStage(Stage[ValidateConfig]):
+    """Compare the current model with the pipeline's reference; the model passes through unchanged."""
+
+    config_cls = ValidateConfig
+    input_kinds: ClassVar[tuple[str, ...]] = ("onnx", "engine")
+    smoke_run: ClassVar[bool] = False
+
+    def requires(self, artifact: Artifact, ctx: StageContext) -> None:
+        super().requires(artifact, ctx)
+        if ctx.reference is None or ctx.reference.kind not in ("onnx", "engine"):
+            raise StageError(
+                f"stage 'validate' needs an ONNX reference model; run it after export{self._after(ctx)}"
+            )
+        if ctx.data.validation is None and not self.config.random_data:
+            raise InputError(
+                "validate: no validation data; set validation_data in [pipeline] or pass --data "
+                "(.npy/.npz/directory), or allow seeded random inputs with random_data = true / --random-data"
+            )
+
+    def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
+        from pipeline.validation import feeds as fd
+        from pipeline.validation.parity import compare_models
+
+        assert ctx.reference is not None
+        cfg = self.config
+        specs = _input_specs(ctx.reference, artifact)
+        data = ctx.data.validation
+        if data is not None:
+            batches = fd.data_batches(data, specs, cfg.batch_size, cfg.max_samples)
+            labels = fd.load_labels(data, cfg.max_samples) if cfg.metric == "top1" else None
+            total = fd.sample_total(data, specs, cfg.max_samples)
+        else:
+            total = cfg.max_samples or DEFAULT_RANDOM_SAMPLES
+            batches = fd.random_batches(specs, total, cfg.batch_size, cfg.seed)
+            labels = None
+        report = compare_models(
+            ctx.reference.path,
+            artifact.path,
+            batches,
+            parity_options(cfg, random_data=data is None),
+            labels=labels,
+            progress=ctx.progress,
+            total_samples=total,
+        )
+        metrics = {
+            **report.to_dict(),
+            "reference": str(ctx.reference.path),
+            "backends": {"reference": _backend(ctx.reference), "candidate": _backend(artifact)},
+            "data": str(data) if data else None,
+        }
+        return StageResult(artifact, metrics, modified=False, gates=report.gates())
+
+    def cache_inputs(self, ctx: StageContext) -> dict[str, str]:
+        tol = self.config.tolerances
+        if isinstance(tol, Path) and tol.is_file():
+            return {"tolerances": sha256_file(tol)}
+        return {}
+
+
+def _input_specs(reference: Artifact, candidate: Artifact) -> Sequence[TensorSpec]:
+    """What the data must hold: the reference's inputs; an engine's from its metadata (no TensorRT)."""
+    if reference.iospec is not None:
+        return reference.iospec.inputs
+    from pipeline.backends.tensorrt import engine_input_specs
+
+    dtypes = {t.name: t.dtype for t in candidate.iospec.inputs} if candidate.iospec else None
+    return engine_input_specs(reference.path, dtypes)
+
+
+def _backend(artifact: Artifact) -> str:
+    return "tensorrt" if artifact.kind == "engine" else "onnxruntime"
+
+
+def parity_options(cfg: ValidateConfig, random_data: bool) -> Any:
+    """The ``ParityOptions`` of a ``ValidateConfig`` (tolerance file read here)."""
+    from pipeline.validation.parity import ParityOptions, read_tolerances, tolerances_from_table
+
+    default = Tolerance(cfg.atol, cfg.rtol)
+    if isinstance(cfg.tolerances, Path):
+        tolerances = read_tolerances(cfg.tolerances, default)
+    elif isinstance(cfg.tolerances, dict):
+        tolerances = tolerances_from_table(cfg.tolerances, default, "validate.tolerances")
+    elif cfg.tolerances is None:
+        tolerances = tolerances_from_table({}, default, "validate.tolerances")
+    else:
+        raise ConfigError(f"validate.tolerances: expected a table or a TOML path, got {cfg.tolerances!r}")
+    return ParityOptions(
+        tolerances=tolerances,
+        metric=cfg.metric,
+        min_top1=cfg.min_top1,
+        metric_output=cfg.metric_output,
+        threads=cfg.threads,
+        random_data=random_data,
+    )
