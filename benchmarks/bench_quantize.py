@@ -144,7 +144,9 @@ def peak_memory(model: Path, samples: int, tmp: Path) -> dict[str, Any]:
     }
 
 
-def bench_model(name: str, src: Path, work: Path, mo_python: str | None, iters: int) -> dict[str, Any]:
+def bench_model(
+    name: str, src: Path, work: Path, mo_python: str | None, iters: int, method: str = "entropy"
+) -> dict[str, Any]:
     from pipeline.validation.throughput import benchmark_models
 
     val = np.load(DATA / "val.npz")
@@ -154,7 +156,7 @@ def bench_model(name: str, src: Path, work: Path, mo_python: str | None, iters: 
     out = work / f"{name}.trtforge-ort.onnx"
     variants["trtforge onnxruntime-cpu"] = {
         "path": out,
-        **trtforge_quantize(src, out, "onnxruntime-cpu", "percentile", "top1:0.5%"),
+        **trtforge_quantize(src, out, "onnxruntime-cpu", method, "top1:0.5%"),
     }
     out = work / f"{name}.trtforge-trt.onnx"
     variants["trtforge tensorrt (run on ORT CPU)"] = {
@@ -211,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--modelopt-python", help="python of a venv with nvidia-modelopt[onnx]")
     parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument(
+        "--method",
+        default="entropy",
+        choices=("minmax", "entropy", "percentile", "mse"),
+        help="range method of the onnxruntime-cpu target",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-q-") as tmp:
@@ -229,10 +237,18 @@ def main(argv: list[str] | None = None) -> None:
         }
         results: dict[str, Any] = {
             "models": {},
-            "settings": {"threads": 1, "batches": [1, 32], "iters": args.iters, "interleaved": True},
+            "settings": {
+                "threads": 1,
+                "batches": [1, 32],
+                "iters": args.iters,
+                "interleaved": True,
+                "onnxruntime_cpu_method": args.method,
+            },
         }
         for name, path in models.items():
-            results["models"][name] = bench_model(name, path, work, args.modelopt_python, args.iters)
+            results["models"][name] = bench_model(
+                name, path, work, args.modelopt_python, args.iters, args.method
+            )
             print(f"done {name}", file=sys.stderr, flush=True)
         results["calibration_memory"] = [peak_memory(digits, n, work) for n in (1000, 10000)]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pipeline.errors import InputError
 from pipeline.onnx_io import check_output_path, has_external_data, load_onnx, save_onnx
 from pipeline.registry import get_stage
 from pipeline.stage import DataPaths, ProgressFn, StageContext, StageResult, _no_progress
+from pipeline.workspace import is_inside
 
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".zip", ".torchscript")
 
@@ -87,21 +88,13 @@ def run_single(
             progress=progress,
         )
         result = stage.run(artifact, ctx)
-        if out is not None and _inside(result.artifact.path, Path(tmp)):
+        if out is not None and is_inside(result.artifact.path, Path(tmp)):
             result = _publish(result, out)
         for name, dest in extras.items():
             src = Path(tmp) / name
             if src.exists():
                 os.replace(src, dest)
     return result
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def _publish(result: StageResult, out: Path) -> StageResult:

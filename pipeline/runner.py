@@ -35,7 +35,7 @@ from pipeline.config import from_dict, read_toml, to_dict
 from pipeline.errors import ConfigError, InputError
 from pipeline.registry import get_stage
 from pipeline.stage import DataPaths, Gate, ProgressFn, Stage, StageContext, _no_progress
-from pipeline.workspace import STAGE_RECORD, Workspace, write_json_atomic
+from pipeline.workspace import STAGE_RECORD, Workspace, is_inside, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _run_or_reuse(
         result = stage.run(artifact, ctx)
         duration = time.perf_counter() - t0
         out_art = result.artifact
-        produced = _inside(out_art.path, tmp)
+        produced = is_inside(out_art.path, tmp)
         rel = str(out_art.path.resolve().relative_to(tmp.resolve())) if produced else None
         prov = ({"stage": stage.name, "config": to_dict(stage.config), "input_sha256": artifact.sha256},)
         out_art = replace(
@@ -304,14 +304,6 @@ def _run_or_reuse(
         }
         write_json_atomic(tmp / STAGE_RECORD, record)
     return StageRun(index, stage.name, False, duration, record), out_art
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def _artifact_from_record(stage_dir: Path, rec: Mapping[str, Any], upstream: Artifact) -> Artifact | None:

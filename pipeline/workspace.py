@@ -67,6 +67,15 @@ class Workspace:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def is_inside(path: Path, root: Path) -> bool:
+    """True when ``path`` lies under ``root`` (both resolved)."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     from pipeline.onnx_io import write_bytes_atomic
 

@@ -124,6 +124,10 @@ def _print_summary(report: dict[str, Any], jpath: Path, mpath: Path) -> None:
     con = console()
     con.print(table)
     final = report.get("final_artifact") or {}
+    from pipeline.validation.report import summary_lines
+
+    for line in summary_lines(report.get("summary") or {}):
+        con.print(line)
     con.print(f"final artifact: {final.get('path')}")
     con.print(f"report: {mpath} (JSON: {jpath}); wall time {report['wall_s']:.2f} s")
 

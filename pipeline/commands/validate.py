@@ -48,6 +48,15 @@ from pipeline.commands._common import console, emit, fail_on_gates, output_optio
     help="Samples per run (a static batch size in the model wins).",
 )
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option(
+    "--elementwise/--no-elementwise",
+    default=True,
+    help="Gate on the element-wise tolerance; --no-elementwise reports it only (compressed models).",
+)
+@click.option("--min-cosine", type=float, help="Gate: every output's cosine similarity >= this.")
+@click.option(
+    "--max-accuracy-drop", type=float, help="Gate: label accuracy drop <= this fraction (needs labels)."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random-data.")
 @output_options
 def command(
@@ -65,6 +74,9 @@ def command(
     batch_size: int,
     threads: int | None,
     seed: int,
+    elementwise: bool,
+    min_cosine: float | None,
+    max_accuracy_drop: float | None,
 ) -> None:
     """Compare CANDIDATE's outputs with REFERENCE's on real data.
 
@@ -102,6 +114,9 @@ def command(
         "batch_size": batch_size,
         "threads": threads,
         "seed": seed,
+        "elementwise": elementwise,
+        "min_cosine": min_cosine,
+        "max_accuracy_drop": max_accuracy_drop,
     }
     cfg = from_dict(ValidateConfig, raw, "validate")
     ref = load_artifact(reference) if is_engine_path(reference) else Artifact.from_onnx_path(reference)

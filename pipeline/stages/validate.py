@@ -3,8 +3,11 @@
 It compares the current artifact (an ONNX model, run on ONNX Runtime, or a TensorRT engine, run
 by ``pipeline.backends.tensorrt``) with ``ctx.reference`` (the pipeline's first ONNX model, or a
 model given on the command line) on the validation data, and passes the model on unchanged.
-Gates: ``parity`` (every element within ``atol + rtol * |ref|``) and, with ``metric = "top1"``,
-``top1`` (argmax agreement >= ``min_top1``).
+Gates: ``parity`` (every element within ``atol + rtol * |ref|``; ``elementwise = false`` keeps the
+statistics but drops this gate, for compressed models whose logits move by design), ``cosine``
+(every output's cosine similarity >= ``min_cosine``), with ``metric = "top1"`` ``top1`` (argmax
+agreement >= ``min_top1``) and, where the data carries labels, ``accuracy_drop`` (reference minus
+candidate accuracy <= ``max_accuracy_drop``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from pipeline.artifact import Artifact, TensorSpec, sha256_file
 from pipeline.errors import ConfigError, InputError, StageError
 from pipeline.registry import register_stage
-from pipeline.stage import Stage, StageContext, StageResult
+from pipeline.stage import Gate, Stage, StageContext, StageResult
 from pipeline.validation.error_stats import Tolerance
 
 DEFAULT_RANDOM_SAMPLES = 32
@@ -39,9 +42,24 @@ class ValidateConfig:
     batch_size: int = 32
     threads: int | None = None
     seed: int = 0
+    elementwise: bool = True  # gate on the element-wise tolerance (false: report it only)
+    min_cosine: float | None = None  # gate: cosine similarity of every output
+    max_accuracy_drop: float | None = None  # gate: label accuracy drop (fraction, e.g. 0.01), needs labels
 
     def __post_init__(self) -> None:
         Tolerance(self.atol, self.rtol)  # raises ValueError naming the bad key
+        if not self.elementwise and self.metric == "none" and self.min_cosine is None:
+            if self.max_accuracy_drop is None:
+                raise ValueError(
+                    "elementwise = false leaves nothing to check; set min_cosine, metric = 'top1' "
+                    "or max_accuracy_drop"
+                )
+        if self.max_accuracy_drop is not None and self.metric != "top1":
+            raise ValueError("max_accuracy_drop needs metric = 'top1' (accuracy is computed on its output)")
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
+        if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise ValueError(f"max_accuracy_drop must be a fraction in [0, 1], got {self.max_accuracy_drop}")
         if not 0.0 <= self.min_top1 <= 1.0:
             raise ValueError(f"min_top1 must be in [0, 1], got {self.min_top1}")
         if self.batch_size < 1 or (self.max_samples is not None and self.max_samples < 1):
@@ -78,7 +96,12 @@ class ValidateStage(Stage[ValidateConfig]):
         data = ctx.data.validation
         if data is not None:
             batches = fd.data_batches(data, specs, cfg.batch_size, cfg.max_samples)
-            labels = fd.load_labels(data, cfg.max_samples) if cfg.metric == "top1" else None
+            wants_labels = cfg.metric == "top1" or cfg.max_accuracy_drop is not None
+            labels = fd.load_labels(data, cfg.max_samples) if wants_labels else None
+            if cfg.max_accuracy_drop is not None and labels is None:
+                raise InputError(
+                    f"{data}: max_accuracy_drop needs 'labels' in the validation data; add a labels array"
+                )
             total = fd.sample_total(data, specs, cfg.max_samples)
         else:
             total = cfg.max_samples or DEFAULT_RANDOM_SAMPLES
@@ -99,13 +122,41 @@ class ValidateStage(Stage[ValidateConfig]):
             "backends": {"reference": _backend(ctx.reference), "candidate": _backend(artifact)},
             "data": str(data) if data else None,
         }
-        return StageResult(artifact, metrics, modified=False, gates=report.gates())
+        return StageResult(artifact, metrics, modified=False, gates=_gates(report, cfg))
 
     def cache_inputs(self, ctx: StageContext) -> dict[str, str]:
         tol = self.config.tolerances
         if isinstance(tol, Path) and tol.is_file():
             return {"tolerances": sha256_file(tol)}
         return {}
+
+
+def _gates(report: Any, cfg: ValidateConfig) -> tuple[Gate, ...]:
+    """The report's gates, minus ``parity`` when not elementwise, plus cosine / accuracy-drop gates."""
+    gates = [g for g in report.gates() if cfg.elementwise or g.name != "parity"]
+    if cfg.min_cosine is not None:
+        worst = min(report.outputs, key=lambda o: o.cosine)
+        gates.append(
+            Gate(
+                "cosine",
+                worst.cosine >= cfg.min_cosine,
+                worst.cosine,
+                cfg.min_cosine,
+                f"lowest cosine similarity {worst.cosine:.6f} on {worst.name!r}",
+            )
+        )
+    if cfg.max_accuracy_drop is not None and report.accuracy is not None:
+        drop = report.accuracy.drop
+        gates.append(
+            Gate(
+                "accuracy_drop",
+                drop <= cfg.max_accuracy_drop,
+                drop,
+                cfg.max_accuracy_drop,
+                f"label accuracy {report.accuracy.reference:.4f} -> {report.accuracy.candidate:.4f}",
+            )
+        )
+    return tuple(gates)
 
 
 def _input_specs(reference: Artifact, candidate: Artifact) -> Sequence[TensorSpec]:

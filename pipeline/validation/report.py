@@ -10,7 +10,9 @@ Schema ``trtforge.report/1``::
     stages: [{index, name, cached, duration_s, modified, input {kind, sha256},
               output {path, kind, sha256, size_bytes}, metrics {...}, gates [...]}],
     gates: [{stage, name, passed, value, threshold, detail}],
-    final_artifact: {path, kind, sha256, size_bytes} | null
+    final_artifact: {path, kind, sha256, size_bytes} | null,
+    summary: {size_bytes {first_onnx, final, ratio}, latency {batch: {reference_p50_ms, p50_ms, speedup}},
+              accuracy {reference, candidate, drop}, top1_agreement}   (keys present where measured)
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def build_report(
         gates.extend({"stage": rec.get("stage"), **g} for g in rec.get("gates", []))
     final = stages[-1]["output"] if stages else None
     return {
+        **_report_head(workdir, gates, wall_s, config),
+        "stages": stages,
+        "gates": gates,
+        "final_artifact": final,
+        "summary": summarize(stages),
+    }
+
+
+def _report_head(
+    workdir: str | Path, gates: list[dict[str, Any]], wall_s: float | None, config: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return {
         "schema": SCHEMA,
         "trtforge_version": __version__,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -86,10 +100,65 @@ def build_report(
         "passed": all(g.get("passed") for g in gates),
         "wall_s": None if wall_s is None else round(wall_s, 3),
         "config": dict(config) if config is not None else None,
-        "stages": stages,
-        "gates": gates,
-        "final_artifact": final,
     }
+
+
+def summarize(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Headline numbers: size (first ONNX -> final), latency vs reference, accuracy (last validate)."""
+    out: dict[str, Any] = {}
+    onnx_sizes = [s["output"]["size_bytes"] for s in stages if s["output"].get("kind") == "onnx"]
+    final_size = stages[-1]["output"].get("size_bytes") if stages else None
+    if onnx_sizes and onnx_sizes[0] and final_size:
+        out["size_bytes"] = {
+            "first_onnx": onnx_sizes[0],
+            "final": final_size,
+            "ratio": onnx_sizes[0] / final_size,
+        }
+    bench = [s["metrics"].get("latency") for s in stages if s["name"] == "bench"]
+    if bench and isinstance(bench[-1], Mapping):
+        lat = {}
+        for batch, row in bench[-1].items():
+            if isinstance(row, Mapping) and row.get("reference_p50_ms") and row.get("p50_ms"):
+                lat[batch] = {
+                    "reference_p50_ms": row["reference_p50_ms"],
+                    "p50_ms": row["p50_ms"],
+                    "speedup": row["reference_p50_ms"] / row["p50_ms"],
+                }
+        if lat:
+            out["latency"] = lat
+    checks = [s["metrics"] for s in stages if s["name"] == "validate"]
+    if checks:
+        if isinstance(checks[-1].get("accuracy"), Mapping):
+            acc = checks[-1]["accuracy"]
+            out["accuracy"] = {k: acc.get(k) for k in ("reference", "candidate", "drop")}
+        if isinstance(checks[-1].get("top1"), Mapping):
+            out["top1_agreement"] = checks[-1]["top1"].get("agreement")
+    return out
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One human line per headline number."""
+    lines = []
+    if "size_bytes" in summary:
+        s = summary["size_bytes"]
+        lines.append(
+            f"size: {s['first_onnx'] / 1024:.1f} KiB -> {s['final'] / 1024:.1f} KiB "
+            f"({s['ratio']:.1f}x smaller)"
+        )
+    for batch, row in summary.get("latency", {}).items():
+        lines.append(
+            f"latency p50 at batch {batch}: {row['reference_p50_ms']:.3f} ms -> {row['p50_ms']:.3f} ms "
+            f"({row['speedup']:.2f}x faster, models timed interleaved)"
+        )
+    if "accuracy" in summary:
+        a = summary["accuracy"]
+        lines.append(
+            f"accuracy on labels: {100 * a['reference']:.2f}% -> {100 * a['candidate']:.2f}% "
+            f"(drop {100 * a['drop']:.2f} pt)"
+        )
+    if summary.get("top1_agreement") is not None:
+        lines.append(f"top-1 agreement with the reference: {100 * summary['top1_agreement']:.2f}%")
+    return lines
 
 
 def _fmt(v: Any) -> str:
@@ -122,6 +191,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# trtforge report: {verdict}", "", f"Work directory: `{report['workdir']}`  "]
     if report.get("wall_s") is not None:
         lines.append(f"Wall time: {report['wall_s']:.2f} s  ")
+    head = summary_lines(report.get("summary") or {})
+    if head:
+        lines += ["", "## Summary", ""] + [f"- {h}" for h in head]
     lines += [
         "",
         "## Stages",
