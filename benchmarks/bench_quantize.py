@@ -145,7 +145,7 @@ def peak_memory(model: Path, samples: int, tmp: Path) -> dict[str, Any]:
 
 
 def bench_model(
-    name: str, src: Path, work: Path, mo_python: str | None, iters: int, method: str = "entropy"
+    name: str, src: Path, work: Path, mo_python: str | None, iters: int, method: str = "mse"
 ) -> dict[str, Any]:
     from pipeline.validation.throughput import benchmark_models
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument(
         "--method",
-        default="entropy",
+        default="mse",
         choices=("minmax", "entropy", "percentile", "mse"),
         help="range method of the onnxruntime-cpu target",
     )

@@ -48,12 +48,14 @@ class ValidateConfig:
 
     def __post_init__(self) -> None:
         Tolerance(self.atol, self.rtol)  # raises ValueError naming the bad key
-        if not self.elementwise and self.metric == "none" and self.min_cosine is None:
-            if self.max_accuracy_drop is None:
-                raise ValueError(
-                    "elementwise = false leaves nothing to check; set min_cosine, metric = 'top1' "
-                    "or max_accuracy_drop"
-                )
+        checks_left = (
+            self.metric != "none" or self.min_cosine is not None or self.max_accuracy_drop is not None
+        )
+        if not self.elementwise and not checks_left:
+            raise ValueError(
+                "elementwise = false leaves nothing to check; set min_cosine, metric = 'top1' "
+                "or max_accuracy_drop"
+            )
         if self.max_accuracy_drop is not None and self.metric != "top1":
             raise ValueError("max_accuracy_drop needs metric = 'top1' (accuracy is computed on its output)")
         if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
