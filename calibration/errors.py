@@ -9,3 +9,12 @@ class CalibrationError(ValueError):
 
 class DataError(CalibrationError):
     """Input data (calibration or validation) is unusable; the message names the file and the fix."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors.
+
+    (``pipeline.errors.first_line`` is the same; this package may not import ``pipeline``.)
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from calibration import mixed as mixed_mod
 from calibration import placement, qdq
-from calibration.errors import CalibrationError, DataError
+from calibration.errors import CalibrationError, DataError, first_line
 from calibration.ranges import METHODS, weight_amax
 from calibration.stats import CalibrationStats, Progress, collect, float_tensors
 
@@ -124,7 +124,7 @@ def _ort_basic(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         try:
             ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's own error types
-            first = str(exc).strip().splitlines()[0][:300]
+            first = first_line(exc)
             raise CalibrationError(f"{source}: ONNX Runtime cannot load the model: {first}") from exc
         return onnx.load(str(out))
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from calibration.budget import BudgetCheck, Term, check
-from calibration.errors import CalibrationError
+from calibration.errors import CalibrationError, first_line
 from calibration.quantizer import Calibrated
 from calibration.stats import Progress
 
@@ -38,7 +38,7 @@ def run_model(
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own error types
-        first = str(exc).strip().splitlines()[0][:300]
+        first = first_line(exc)
         raise CalibrationError(f"ONNX Runtime cannot run the quantized model: {first}") from exc
     names = [o.name for o in sess.get_outputs()]
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from calibration.errors import CalibrationError, DataError
+from calibration.errors import CalibrationError, DataError, first_line
 from calibration.ranges import AbsHistogram, compute_amax
 
 Feed = Mapping[str, np.ndarray]
@@ -97,7 +97,7 @@ def _session(model: onnx.ModelProto, providers: Sequence[str], threads: int | No
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=chosen)
     except Exception as exc:  # ORT raises its own error types
-        first = str(exc).strip().splitlines()[0][:300]
+        first = first_line(exc)
         raise CalibrationError(f"ONNX Runtime cannot run the model for calibration: {first}") from exc
 
 
@@ -129,7 +129,7 @@ def collect(
         try:
             values = sess.run(out_names, {k: feed[k] for k in input_names})
         except Exception as exc:  # shapes that do not fit surface here as ORT errors
-            first = str(exc).strip().splitlines()[0][:300]
+            first = first_line(exc)
             raise DataError(f"calibration batch {n_batches} does not fit the model: {first}") from exc
         arrays = dict(zip(out_names, values, strict=True))
         arrays.update({n: np.asarray(feed[n]) for n in names if n in input_names})

@@ -49,3 +49,9 @@ class GateFailed(TrtforgeError):
     """A quality gate (parity, accuracy, throughput) did not hold."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

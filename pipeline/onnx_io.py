@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, first_line
 
 TWO_GB = 2**31 - 1
 
@@ -49,7 +49,7 @@ def check_model(model: onnx.ModelProto, source: str | Path) -> None:
             return
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(f"{source}: fails the ONNX checker: {first}; fix or re-export the model") from exc
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError, MissingDependencyError
+from pipeline.errors import InputError, MissingDependencyError, first_line
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -64,7 +64,7 @@ class OrtRunner:
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             where = "model" if isinstance(self.model, bytes) else str(self.model)
-            first = str(exc).strip().splitlines()[0][:300]
+            first = first_line(exc)
             raise InputError(f"{where}: ONNX Runtime cannot load it: {first}") from exc
         return self
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pipeline.errors import InputError, MissingDependencyError, StageError
+from pipeline.errors import InputError, MissingDependencyError, StageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> dict[str, An
     try:
         ort.InferenceSession(data, so, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        first = str(exc).strip().splitlines()[0][:300]
+        first = first_line(exc)
         raise InputError(f"{src}: ONNX Runtime cannot load it: {first}") from exc
     if not out.is_file():
         raise StageError(f"ONNX Runtime wrote no optimized model to {out}")

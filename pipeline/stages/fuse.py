@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifact import Artifact, IOSpec, TensorSpec, sha256_model_files
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, first_line
 from pipeline.onnx_io import load_onnx, save_onnx
 from pipeline.registry import register_stage
 from pipeline.stage import Gate, Stage, StageContext, StageResult
@@ -156,7 +156,7 @@ def _run(runner: Any, feed: dict, path: Path, source: str) -> dict[str, np.ndarr
     try:
         return dict(runner.run(feed))
     except Exception as exc:  # ONNX Runtime raises its own Fail/InvalidArgument types
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         hint = "" if source == "validation" else "; pass validation data (--validation-data) with real shapes"
         raise InputError(f"{path}: ONNX Runtime cannot run it on {source} inputs ({first}){hint}") from exc
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.config import from_dict, read_toml
 from pipeline.deps import require
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, first_line
 from pipeline.stage import Gate, ProgressFn, _no_progress
 from pipeline.validation.error_stats import RESERVOIR_SIZE, ErrorAccumulator, OutputParity, Tolerance
 from pipeline.validation.feeds import RANDOM_DATA_WARNING, ort_run_errors
@@ -277,7 +277,7 @@ def compare_models(
         try:
             consume(stream, compare)
         except (PolygraphyException, *ort_run_errors()) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise InputError(
                 f"{which}: inference failed on the validation data: {first}; check the data fits the model"
             ) from exc

@@ -234,7 +234,41 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if len(scalars) > MAX_METRIC_ROWS:
             lines.append(f"| ... | {len(scalars) - MAX_METRIC_ROWS} more in report.json |")
         lines.append("")
+        lines += _record_tables(s["metrics"])
+        lines += _plots(s)
     return "\n".join(lines) + "\n"
+
+
+def _record_tables(metrics: Mapping[str, Any]) -> list[str]:
+    """Lists of records (e.g. a per-layer sensitivity table) as markdown tables, 30 rows at most."""
+    lines: list[str] = []
+    for key, rows in metrics.items():
+        if not (isinstance(rows, list) and rows and all(isinstance(r, Mapping) for r in rows)):
+            continue
+        cols = [c for c in rows[0] if isinstance(rows[0][c], (int, float, str, bool)) or rows[0][c] is None][
+            :8
+        ]
+        if not cols:
+            continue
+        lines += [f"**{key}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows[:30]]
+        if len(rows) > 30:
+            lines.append(f"| {len(rows) - 30} more rows in report.json |" + " |" * (len(cols) - 1))
+        lines.append("")
+    return lines
+
+
+def _plots(stage: Mapping[str, Any]) -> list[str]:
+    """Images a stage wrote (metrics keys ending in ``_plot``), linked relative to the work directory."""
+    out_path = (stage.get("output") or {}).get("path")
+    if not out_path:
+        return []
+    stage_dir = Path(out_path).parent
+    lines = []
+    for key, value in stage["metrics"].items():
+        if key.endswith("_plot") and isinstance(value, str) and (stage_dir / value).is_file():
+            lines += [f"![{key}]({stage_dir.name}/{value})", ""]
+    return lines
 
 
 def write_report(workdir: str | Path, report: Mapping[str, Any]) -> tuple[Path, Path]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.artifact import IOSpec, TensorSpec
-from pipeline.errors import InputError
+from pipeline.errors import InputError, first_line
 from pipeline.stage import ProgressFn, _no_progress
 from pipeline.validation.feeds import data_batches, ort_run_errors
 
@@ -64,7 +64,7 @@ class OrtTimedRunner:
         try:
             return self._runner.run(feeds)
         except ort_run_errors() as exc:
-            first = str(exc).strip().splitlines()[0]
+            first = first_line(exc)
             raise InputError(f"{self.path}: ONNX Runtime failed on the benchmark inputs: {first}") from exc
 
 
