@@ -11,7 +11,8 @@ For each zoo model (``resnet`` = the digits example, ``dwconcat``, ``transformer
 
 Reports val top-1 (examples/digits/data/val.npz), MACs, params, and latency at batch 32 on ONNX
 Runtime CPU with one thread, the models timed interleaved. Also times the pruning analysis on a
-~1,000-node graph. Writes ``benchmarks/results/prune.json`` and prints a table.
+~1,000-node graph. Writes ``benchmarks/results/prune_<model>.json`` with one ``--only`` model,
+``benchmarks/results/prune.json`` otherwise (or ``--out``), and prints a table.
 
     python benchmarks/bench_prune.py [--only resnet] [--ratio 0.5] [--epochs 40]
 """
@@ -232,8 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/prune_work")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/prune.json")
+    p.add_argument("--out", type=Path, help="default: results/prune_<model>.json for one --only model")
     args = p.parse_args(argv)
+    if args.out is None:
+        stem = f"prune_{args.only[0]}" if args.only and len(set(args.only)) == 1 else "prune"
+        args.out = ROOT / f"benchmarks/results/{stem}.json"
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"ratio": args.ratio, "analysis_1000_nodes": analysis_timing(), "models": []}
     for name in args.only or ["resnet", "dwconcat", "transformer"]:

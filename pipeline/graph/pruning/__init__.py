@@ -1,6 +1,7 @@
 """Structural pruning on ONNX graphs: dependency groups, importance, plans, surgery,
 lossless dead-channel removal and 2:4 sparsity. See ``deps.py`` for the model of channels."""
 
+from pipeline.graph.pruning import handlers_linear, handlers_shape  # noqa: F401  (register their ops first)
 from pipeline.graph.pruning.deps import Analysis, Group, analyze
 from pipeline.graph.pruning.handlers import OpHandler, register_op_handler
 from pipeline.graph.pruning.plan import PlanSettings, PrunePlan

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, first_line
 
 Dims = tuple[int | None, ...]
 
@@ -38,7 +38,7 @@ def prepare(model: onnx.ModelProto, source: str = "model") -> onnx.ModelProto:
     try:
         inferred = onnx.shape_inference.infer_shapes(out, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and ValidationError variants
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise InputError(
             f"{source}: ONNX shape inference fails ({first}); fix or re-export the model"
         ) from exc

@@ -28,6 +28,7 @@ _MOVE = {
     "Slice",
     "Squeeze",
     "Unsqueeze",
+    "Gather",
     "Identity",
     "Dropout",
     "MaxPool",
@@ -107,9 +108,8 @@ def _node_values(
     out_rank = an.index.rank(out.tensor) or 0
     per_input: dict[str, np.ndarray] = {}
     for f in flows:
-        v = np.full(out.size, np.nan)
-        v[f.out_pos] = const.get(f.inp, np.full(an.spaces[f.inp].size, np.nan))[f.in_pos]
-        per_input[an.spaces[f.inp].tensor] = v
+        src = const.get(f.inp, np.full(an.spaces[f.inp].size, np.nan))
+        per_input[an.spaces[f.inp].tensor] = _carried(out.size, f, src)
     if not per_input:
         return res
     first = next(iter(per_input.values()))
@@ -135,6 +135,18 @@ def _node_values(
         hi = an.index.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         return np.clip(first, -np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
     return _unary(node, first)
+
+
+def _carried(size: int, f: Flow, src: np.ndarray) -> np.ndarray:
+    """Values of ``f``'s output positions: constant only where every input position it carries
+    holds the same constant (a head of a Reshape carries many channels)."""
+    vals = src[f.in_pos]
+    lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
+    unknown = np.zeros(size, dtype=bool)
+    np.minimum.at(lo, f.out_pos, np.where(np.isnan(vals), np.inf, vals))
+    np.maximum.at(hi, f.out_pos, np.where(np.isnan(vals), -np.inf, vals))
+    np.logical_or.at(unknown, f.out_pos, np.isnan(vals))
+    return np.where(~unknown & (lo == hi), lo, np.nan)
 
 
 def constant_values(an: Analysis) -> dict[int, np.ndarray]:
