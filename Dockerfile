@@ -33,6 +33,7 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
 COPY pipeline/ pipeline/
 COPY calibration/ calibration/
 COPY plugins/ plugins/
+COPY trtforge/ trtforge/
 COPY docker/ docker/
 RUN pip install --no-cache-dir -c constraints.txt ".[torch,examples]" "onnxruntime-extensions>=0.12"
 
@@ -65,9 +66,10 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==2.13.0"
 COPY pipeline/ pipeline/
 COPY calibration/ calibration/
 COPY plugins/ plugins/
+COPY trtforge/ trtforge/
 RUN pip install --no-cache-dir -c constraints.txt . "onnxruntime-extensions>=0.12"
 COPY --from=cpu /artifacts/ /artifacts/
 COPY docker/entrypoint.sh /usr/local/bin/trtforge-entrypoint
 VOLUME ["/cache", "/engines"]
 ENTRYPOINT ["/usr/local/bin/trtforge-entrypoint"]
-CMD ["python", "-m", "pipeline.engine.check", "/engines/model.engine", "--onnx", "/artifacts/model.onnx"]
+CMD ["python", "-m", "trtforge.pipeline.engine.check", "/engines/model.engine", "--onnx", "/artifacts/model.onnx"]

@@ -11,7 +11,7 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 lint: setup
-	.venv/bin/ruff check pipeline calibration plugins tests benchmarks examples tools
+	.venv/bin/ruff check pipeline calibration plugins trtforge/__init__.py trtforge/__main__.py trtforge/common tests benchmarks examples tools
 	.venv/bin/mypy
 
 bench: setup

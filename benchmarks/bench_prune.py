@@ -38,7 +38,7 @@ VAL = ROOT / "examples/digits/data/val.npz"
 
 
 def top1(path: Path) -> float:
-    from pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
 
     with np.load(VAL) as d:
         x, y = d["x"], d["labels"]
@@ -116,13 +116,13 @@ def torch_pruning_baseline(model: Any, ratio: float, seconds: float, out: Path) 
 
 def run_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.zoo import export_onnx
-    from pipeline.api import run_single
-    from pipeline.graph.pruning import macs
-    from pipeline.onnx_io import load_onnx
-    from pipeline.stage import DataPaths
-    from pipeline.stages.fuse import FuseConfig
-    from pipeline.stages.prune import PruneConfig
-    from pipeline.validation.throughput import benchmark_models
+    from trtforge.pipeline.api import run_single
+    from trtforge.pipeline.graph.pruning import macs
+    from trtforge.pipeline.onnx_io import load_onnx
+    from trtforge.pipeline.stage import DataPaths
+    from trtforge.pipeline.stages.fuse import FuseConfig
+    from trtforge.pipeline.stages.prune import PruneConfig
+    from trtforge.pipeline.validation.throughput import benchmark_models
 
     w = args.work
     model = trained(name, w, args.seed)
@@ -195,8 +195,8 @@ def run_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quantize(src: Path, dst: Path) -> dict[str, Any]:
-    from pipeline.api import run_single
-    from pipeline.stages.quantize import QuantizeConfig
+    from trtforge.pipeline.api import run_single
+    from trtforge.pipeline.stages.quantize import QuantizeConfig
 
     try:
         r = run_single(
@@ -208,8 +208,8 @@ def _quantize(src: Path, dst: Path) -> dict[str, Any]:
 
 
 def analysis_timing() -> dict[str, Any]:
-    from pipeline.graph.pruning import analyze_model
     from tests.graph.pruning.test_plan_lossless_sparsity import _deep_chain
+    from trtforge.pipeline.graph.pruning import analyze_model
 
     model = _deep_chain(200)
     t0 = time.perf_counter()

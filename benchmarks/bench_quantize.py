@@ -42,8 +42,8 @@ def top1(path: Path, x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def trtforge_quantize(src: Path, out: Path, target: str, method: str, budget: str | None) -> dict[str, Any]:
-    from pipeline.api import run_single
-    from pipeline.stages.quantize import QuantizeConfig
+    from trtforge.pipeline.api import run_single
+    from trtforge.pipeline.stages.quantize import QuantizeConfig
 
     cfg = QuantizeConfig(
         target=target,
@@ -126,10 +126,11 @@ def peak_memory(model: Path, samples: int, tmp: Path) -> dict[str, Any]:
     path = tmp / f"calib_{samples}.npy"
     np.save(path, data[:samples])
     code = (
-        "import resource, onnx, sys; from calibration.quantizer import QuantizeOptions, calibrate;"
-        "from calibration.sources import open_batches; from calibration.data import InputSpec;"
+        "import resource, onnx, sys; from trtforge.calibration.quantizer import QuantizeOptions, calibrate;"
+        "from trtforge.calibration.sources import open_batches;"
+        "from trtforge.common.tensors import TensorSpec;"
         f"m = onnx.load({str(model)!r});"
-        f"b = open_batches({str(path)!r}, [InputSpec('x','float32',('N',1,8,8))], 32);"
+        f"b = open_batches({str(path)!r}, [TensorSpec('x','float32',('N',1,8,8))], 32);"
         "c = calibrate(m, b, QuantizeOptions(target='onnxruntime-cpu', method='entropy'));"
         "print(c.stats.samples, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
@@ -147,7 +148,7 @@ def peak_memory(model: Path, samples: int, tmp: Path) -> dict[str, Any]:
 def bench_model(
     name: str, src: Path, work: Path, mo_python: str | None, iters: int, method: str = "mse"
 ) -> dict[str, Any]:
-    from pipeline.validation.throughput import benchmark_models
+    from trtforge.pipeline.validation.throughput import benchmark_models
 
     val = np.load(DATA / "val.npz")
     x, labels = val["x"], val["labels"]
@@ -225,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         digits = args.digits
         if digits is None:
-            from pipeline.api import run_single
-            from pipeline.stages.export import ExportConfig
+            from trtforge.pipeline.api import run_single
+            from trtforge.pipeline.stages.export import ExportConfig
 
             digits = work / "digits.onnx"
             run_single("export", ExportConfig(), REPO / "examples" / "digits" / "model.pt2", digits)

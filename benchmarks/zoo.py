@@ -168,8 +168,8 @@ def train(model: nn.Module, epochs: int, seed: int = 0, lr: float = 2e-3) -> flo
 
 def export_onnx(model: nn.Module, path: str | Path, *, static: bool = False) -> dict[str, object]:
     """Export through trtforge's export stage (dynamic batch unless ``static``); returns its metrics."""
-    from pipeline.api import run_single
-    from pipeline.stages.export import ExportConfig, torch_artifact
+    from trtforge.pipeline.api import run_single
+    from trtforge.pipeline.stages.export import ExportConfig, torch_artifact
 
     model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)

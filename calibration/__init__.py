@@ -3,6 +3,6 @@
 This package sits below ``pipeline``: it uses onnx/onnxruntime directly and never imports ``pipeline``.
 """
 
-from calibration.errors import CalibrationError, DataError
+from trtforge.calibration.errors import CalibrationError, DataError
 
 __all__ = ["CalibrationError", "DataError"]

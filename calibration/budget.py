@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.errors import CalibrationError
+from trtforge.calibration.errors import CalibrationError
 
 KINDS = ("top1", "cosine", "maxabs")
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from calibration._io import write_text_atomic
-from calibration.errors import CalibrationError
+from trtforge.calibration.errors import CalibrationError
+from trtforge.common.files import write_text_atomic
 
 ALGORITHMS = {
     "entropy": "EntropyCalibration2",
@@ -100,4 +100,4 @@ def read_table(path: str | Path) -> dict[str, Any]:
         raise CalibrationError(f"{p}: not a readable calibration table ({exc})") from exc
     if "tensors" not in data:
         raise CalibrationError(f"{p}: calibration table has no 'tensors' key")
-    return data
+    return dict(data)

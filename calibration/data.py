@@ -11,23 +11,14 @@ ignored by :func:`iter_feeds` and can be read with :func:`load_extra`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import DataError
+from trtforge.calibration.errors import DataError
+from trtforge.common.tensors import TensorSpec
 
 DATA_SUFFIXES = (".npy", ".npz")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the model expects of one input: name, numpy dtype, shape (str or None = dynamic)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...]
 
 
 def data_files(path: str | Path) -> list[Path]:
@@ -45,7 +36,7 @@ def data_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-def _read_file(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
+def _read_file(path: Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     try:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -70,7 +61,7 @@ def _read_file(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: cannot read data file ({exc}); re-save it with numpy.save/savez") from exc
 
 
-def check_feed(feed: dict[str, np.ndarray], specs: Sequence[InputSpec], source: str) -> None:
+def check_feed(feed: dict[str, np.ndarray], specs: Sequence[TensorSpec], source: str) -> None:
     """Raise ``DataError`` naming ``source`` when the feed does not fit the specs or is not finite."""
     for spec in specs:
         arr = feed[spec.name]
@@ -99,7 +90,7 @@ def _fmt_shape(shape: Sequence[int | str | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def iter_feeds(path: str | Path, specs: Sequence[InputSpec]) -> Iterator[dict[str, np.ndarray]]:
+def iter_feeds(path: str | Path, specs: Sequence[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
     """Yield one checked feed per data file (all samples of that file), cast to the model dtypes."""
     for f in data_files(path):
         feed = _read_file(f, specs)
@@ -108,7 +99,7 @@ def iter_feeds(path: str | Path, specs: Sequence[InputSpec]) -> Iterator[dict[st
 
 
 def iter_batches(
-    path: str | Path, specs: Sequence[InputSpec], batch_size: int, limit: int | None = None
+    path: str | Path, specs: Sequence[TensorSpec], batch_size: int, limit: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield feeds of ``batch_size`` samples (the last may be smaller), at most ``limit`` samples.
 
@@ -141,7 +132,7 @@ def _num_samples(feed: dict[str, np.ndarray], source: str | Path) -> int:
     return counts.pop()
 
 
-def count_samples(path: str | Path, specs: Sequence[InputSpec]) -> int:
+def count_samples(path: str | Path, specs: Sequence[TensorSpec]) -> int:
     """Number of samples behind ``path`` (reads each file once)."""
     return sum(_num_samples(feed, path) for feed in iter_feeds(path, specs))
 

@@ -1,20 +1,19 @@
-"""Errors of the calibration package (mapped to ``pipeline.errors.InputError`` by the stages)."""
+"""Errors of the calibration package: part of trtforge's one exception tree (``trtforge.common.errors``).
+
+A ``CalibrationError`` is an ``InputError`` (exit code 2, one line naming the file and the fix) and,
+for callers of this package alone, a ``ValueError``.
+"""
 
 from __future__ import annotations
 
+from trtforge.common.errors import InputError, first_line
 
-class CalibrationError(ValueError):
+__all__ = ["CalibrationError", "DataError", "first_line"]
+
+
+class CalibrationError(InputError, ValueError):
     """Calibration or quantization cannot proceed; the message names the file and the fix."""
 
 
 class DataError(CalibrationError):
     """Input data (calibration or validation) is unusable; the message names the file and the fix."""
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (its type name when empty), for one-line errors.
-
-    (``pipeline.errors.first_line`` is the same; this package may not import ``pipeline``.)
-    """
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__

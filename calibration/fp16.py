@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from calibration.errors import CalibrationError
-from calibration.placement import check_not_quantized, name_nodes
-from calibration.stats import collect
+from trtforge.calibration.errors import CalibrationError
+from trtforge.calibration.placement import check_not_quantized, name_nodes
+from trtforge.calibration.stats import collect
 
 FP16_MAX = 65504.0
 FP32_OPS = (

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from calibration.placement import SHAPE_OPS, consumers
-from calibration.stats import TensorStats
+from trtforge.calibration.placement import SHAPE_OPS, consumers
+from trtforge.calibration.stats import TensorStats
 
 
 def _ratio(values: np.ndarray) -> float:

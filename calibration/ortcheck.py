@@ -29,14 +29,11 @@ FUSED_INT8 = (
 
 def optimized_op_counts(model: onnx.ModelProto) -> dict[str, int]:
     """Op type -> count in the graph ONNX Runtime CPU runs at full optimization."""
-    import onnxruntime as ort
+    from trtforge.common.ort import SessionConfig, create_session
 
     with tempfile.TemporaryDirectory(prefix="trtforge-opt-") as tmp:
         path = Path(tmp) / "optimized.onnx"
-        opts = ort.SessionOptions()
-        opts.optimized_model_filepath = str(path)
-        opts.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        create_session(model, SessionConfig(optimized_model_path=path), source="the quantized model")
         optimized = onnx.load(str(path))
     return dict(Counter(n.op_type for n in optimized.graph.node))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from calibration.errors import CalibrationError
+from trtforge.calibration.errors import CalibrationError
 
 TARGETS = ("onnxruntime-cpu", "tensorrt")
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")

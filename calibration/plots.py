@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration._io import atomic_path
-from calibration.stats import TensorStats
+from trtforge.calibration.stats import TensorStats
+from trtforge.common.files import atomic_path
 
 
 def worst_tensors(stats: Mapping[str, TensorStats], amax: Mapping[str, float], n: int = 4) -> list[str]:

@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.placement import Placement
-from calibration.ranges import QMAX, symmetric_scale, weight_amax
+from trtforge.calibration.placement import Placement
+from trtforge.calibration.ranges import QMAX, symmetric_scale, weight_amax
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -144,7 +144,7 @@ def write_onnxruntime(
     )
     quantizer.quantize_model()
     quantizer.model.topological_sort()
-    out = quantizer.model.model
+    out: onnx.ModelProto = quantizer.model.model
     _drop_value_info(out)
     return out
 

@@ -18,11 +18,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from calibration import mixed as mixed_mod
-from calibration import placement, qdq
-from calibration.errors import CalibrationError, DataError, first_line
-from calibration.ranges import METHODS, weight_amax
-from calibration.stats import CalibrationStats, Progress, collect, float_tensors
+from trtforge.calibration import mixed as mixed_mod
+from trtforge.calibration import placement, qdq
+from trtforge.calibration.errors import CalibrationError, DataError
+from trtforge.calibration.ranges import METHODS, weight_amax
+from trtforge.calibration.stats import CalibrationStats, Progress, collect, float_tensors
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +113,13 @@ def prepare(model: onnx.ModelProto, target: str, source: str) -> onnx.ModelProto
 
 
 def _ort_basic(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
-    import onnxruntime as ort
+    from trtforge.common.ort import SessionConfig, create_session
 
     with tempfile.TemporaryDirectory(prefix="trtforge-q-") as tmp:
         out = Path(tmp) / "basic.onnx"
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(out)
-        opts.log_severity_level = 3
-        try:
-            ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT's own error types
-            first = first_line(exc)
-            raise CalibrationError(f"{source}: ONNX Runtime cannot load the model: {first}") from exc
+        create_session(
+            model, SessionConfig(graph_optimization="basic", optimized_model_path=out), source=source
+        )
         return onnx.load(str(out))
 
 

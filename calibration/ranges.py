@@ -100,7 +100,7 @@ def percentile_amax(counts: np.ndarray, width: float, percentile: float) -> floa
 def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     """Give empty bins a small mass ``eps`` (relative) and renormalise, so KL stays finite."""
     out = p + eps * (p == 0)
-    return out / out.sum()
+    return np.asarray(out / out.sum())
 
 
 def kl_divergence(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
@@ -165,7 +165,7 @@ def weight_amax(w: np.ndarray, axis: int) -> np.ndarray:
     """Per-channel max |w| along every axis but ``axis`` (the output-channel axis)."""
     axis = axis % w.ndim
     others = tuple(a for a in range(w.ndim) if a != axis)
-    return np.max(np.abs(w), axis=others) if others else np.abs(w)
+    return np.asarray(np.max(np.abs(w), axis=others) if others else np.abs(w))
 
 
 def symmetric_scale(amax: np.ndarray | float) -> np.ndarray:

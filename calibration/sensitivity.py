@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from calibration.budget import BudgetCheck, Term, check
-from calibration.errors import CalibrationError, first_line
-from calibration.quantizer import Calibrated
-from calibration.stats import Progress
+from trtforge.calibration.budget import BudgetCheck, Term, check
+from trtforge.calibration.quantizer import Calibrated
+from trtforge.calibration.stats import Progress
 
 log = logging.getLogger(__name__)
 Feed = Mapping[str, np.ndarray]
@@ -29,17 +28,9 @@ def run_model(
     model: onnx.ModelProto, feeds: Sequence[Feed], threads: int | None = None
 ) -> dict[str, np.ndarray]:
     """Outputs of ``model`` on ``feeds`` (ORT CPU, full optimizations), concatenated on the batch axis."""
-    import onnxruntime as ort
+    from trtforge.common.ort import SessionConfig, create_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own error types
-        first = first_line(exc)
-        raise CalibrationError(f"ONNX Runtime cannot run the quantized model: {first}") from exc
+    sess = create_session(model, SessionConfig(intra_op_threads=threads), source="the quantized model")
     names = [o.name for o in sess.get_outputs()]
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in feeds:

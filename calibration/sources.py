@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from calibration.data import InputSpec, check_feed, data_files, iter_batches
-from calibration.errors import DataError
+from trtforge.calibration.data import check_feed, data_files, iter_batches
+from trtforge.calibration.errors import DataError
+from trtforge.common.tensors import TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -64,7 +65,7 @@ def source_kind(source: str | Path) -> str:
 
 def open_batches(
     source: str | Path,
-    specs: Sequence[InputSpec],
+    specs: Sequence[TensorSpec],
     batch_size: int,
     limit: int | None = None,
     preprocess: ImagePreprocess | None = None,
@@ -95,13 +96,13 @@ def _limit(feeds: Iterator[dict[str, np.ndarray]], limit: int | None) -> Iterato
             return
 
 
-def _static_batch(specs: Sequence[InputSpec], batch_size: int) -> int:
+def _static_batch(specs: Sequence[TensorSpec], batch_size: int) -> int:
     static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0}
     return min(static) if static else batch_size
 
 
 def _npy_batches(
-    files: Sequence[Path], specs: Sequence[InputSpec], batch_size: int, limit: int | None
+    files: Sequence[Path], specs: Sequence[TensorSpec], batch_size: int, limit: int | None
 ) -> Iterator[dict[str, np.ndarray]]:
     """Memory-mapped ``.npy`` files: only the current batch is read into memory."""
     spec = specs[0]
@@ -123,7 +124,7 @@ def _npy_batches(
                 return
 
 
-def _callable_batches(spec_text: str, specs: Sequence[InputSpec]) -> Iterator[dict[str, np.ndarray]]:
+def _callable_batches(spec_text: str, specs: Sequence[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
     mod_name, fn_name = spec_text.split(":")
     cwd = str(Path.cwd())
     added = cwd not in sys.path  # console scripts do not put the working directory on sys.path
@@ -155,7 +156,7 @@ def _callable_batches(spec_text: str, specs: Sequence[InputSpec]) -> Iterator[di
         yield {s.name: np.ascontiguousarray(arrays[s.name], dtype=np.dtype(s.dtype)) for s in specs}
 
 
-def load_image(path: Path, spec: InputSpec, pre: ImagePreprocess) -> np.ndarray:
+def load_image(path: Path, spec: TensorSpec, pre: ImagePreprocess) -> np.ndarray:
     """One image as a float array of the input's per-sample shape (no batch axis)."""
     try:
         from PIL import Image
@@ -180,7 +181,7 @@ def load_image(path: Path, spec: InputSpec, pre: ImagePreprocess) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1) if pre.layout == "NCHW" else arr)
 
 
-def _size_from_spec(spec: InputSpec, layout: str) -> tuple[int, int]:
+def _size_from_spec(spec: TensorSpec, layout: str) -> tuple[int, int]:
     dims = spec.shape[2:4] if layout == "NCHW" else spec.shape[1:3]
     if len(spec.shape) != 4 or not all(isinstance(d, int) and d > 0 for d in dims):
         raise DataError(
@@ -191,7 +192,7 @@ def _size_from_spec(spec: InputSpec, layout: str) -> tuple[int, int]:
 
 
 def _image_batches(
-    folder: Path, specs: Sequence[InputSpec], batch_size: int, limit: int | None, pre: ImagePreprocess | None
+    folder: Path, specs: Sequence[TensorSpec], batch_size: int, limit: int | None, pre: ImagePreprocess | None
 ) -> Iterator[dict[str, np.ndarray]]:
     if pre is None:
         raise DataError(

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
 
-from calibration.errors import CalibrationError, DataError, first_line
-from calibration.ranges import AbsHistogram, compute_amax
+from trtforge.calibration.errors import DataError, first_line
+from trtforge.calibration.ranges import AbsHistogram, compute_amax
 
 Feed = Mapping[str, np.ndarray]
 Progress = Callable[[str, int, int], None]
@@ -84,21 +85,17 @@ def augment(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
     return aug
 
 
-def _session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None):
-    import onnxruntime as ort
+def _session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None) -> Any:
+    """Sessions prefer the first available of ``providers`` (CUDA where present), CPU otherwise."""
+    from trtforge.common.ort import SessionConfig, create_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    avail = set(ort.get_available_providers())
-    chosen = [p for p in providers if p in avail] or ["CPUExecutionProvider"]
-    try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=chosen)
-    except Exception as exc:  # ORT raises its own error types
-        first = first_line(exc)
-        raise CalibrationError(f"ONNX Runtime cannot run the model for calibration: {first}") from exc
+    config = SessionConfig(
+        providers=tuple(providers),
+        require_providers=False,
+        intra_op_threads=threads,
+        graph_optimization="basic",
+    )
+    return create_session(model, config, source="the model prepared for calibration")
 
 
 def collect(

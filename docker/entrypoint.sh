@@ -10,7 +10,7 @@ read -r -a build_flags <<< "${TRTFORGE_BUILD_FLAGS:-}"
 read -r -a validate_flags <<< "${TRTFORGE_VALIDATE_FLAGS:-}"
 
 status=0
-python -m pipeline.engine.check "$engine" --onnx "$onnx" || status=$?
+python -m trtforge.pipeline.engine.check "$engine" --onnx "$onnx" || status=$?
 if [ "$status" -eq 3 ]; then
   echo "trtforge: no GPU or TensorRT in this container; run it with --gpus all on an NVIDIA host" >&2
   exit 3

@@ -1,5 +1,5 @@
-"""``python -m pipeline`` is ``trtforge``."""
+"""``python -m trtforge.pipeline`` is ``trtforge``."""
 
-from pipeline.cli import main
+from trtforge.pipeline.cli import main
 
 main()

@@ -5,30 +5,48 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from calibration.data import InputSpec
+from trtforge.common.tensors import Dim, TensorSpec
 
-Dim = int | str | None
+__all__ = ["Artifact", "ArtifactKind", "Dim", "IOSpec", "TensorSpec", "kind_of_path"]
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output: name, numpy dtype name, shape (str = named dynamic dim, None = unknown)."""
+class ArtifactKind(str, Enum):
+    """What an artifact's file is; stages declare the kinds they take and produce."""
 
-    name: str
-    dtype: str
-    shape: tuple[Dim, ...]
+    ONNX = "onnx"  # an ONNX model (optionally with external data)
+    TORCH = "torch"  # a PyTorch model: .pt2, TorchScript, or package.module:factory (+ weights)
+    ENGINE = "engine"  # a serialized TensorRT engine (+ .json metadata)
+    ORT = "ort"  # an ONNX Runtime .ort model (flatbuffer; no ONNX tooling reads it)
 
-    def as_input_spec(self) -> InputSpec:
-        return InputSpec(self.name, self.dtype, self.shape)
+    def __str__(self) -> str:
+        return self.value
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".zip", ".torchscript")
+
+
+def kind_of_path(model: str | Path) -> ArtifactKind:
+    """The kind of a model named by path (or ``package.module:factory``), from its name alone."""
+    text = str(model)
+    suffix = Path(text).suffix
+    if suffix in ENGINE_SUFFIXES:
+        return ArtifactKind.ENGINE
+    if suffix == ".ort":
+        return ArtifactKind.ORT
+    if suffix in TORCH_SUFFIXES or (":" in text and not Path(text).exists() and suffix != ".onnx"):
+        return ArtifactKind.TORCH
+    return ArtifactKind.ONNX
 
 
 @dataclass(frozen=True)
@@ -46,8 +64,8 @@ class IOSpec:
         outs = tuple(_spec(v) for v in model.graph.output)
         return cls(ins, outs)
 
-    def input_specs(self) -> list[InputSpec]:
-        return [t.as_input_spec() for t in self.inputs]
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self.inputs)
 
     def input_names(self) -> list[str]:
         return [t.name for t in self.inputs]
@@ -110,23 +128,23 @@ class Artifact:
     """A model file plus its IOSpec, content hash and provenance (stages that produced it)."""
 
     path: Path
-    kind: str  # "onnx" | "torch" | "engine" | "ort"
+    kind: ArtifactKind
     sha256: str
     iospec: IOSpec | None = None
     provenance: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_onnx_path(cls, path: str | Path, provenance: tuple[Mapping[str, Any], ...] = ()) -> Artifact:
-        from pipeline.onnx_io import load_onnx
+        from trtforge.pipeline.onnx_io import load_onnx
 
         p = Path(path)
         model = load_onnx(p, load_external=False)
-        return cls(p, "onnx", sha256_model_files(p), IOSpec.from_onnx(model), provenance)
+        return cls(p, ArtifactKind.ONNX, sha256_model_files(p), IOSpec.from_onnx(model), provenance)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
-            "kind": self.kind,
+            "kind": str(self.kind),
             "sha256": self.sha256,
             "iospec": self.iospec.to_dict() if self.iospec else None,
             "provenance": [dict(p) for p in self.provenance],

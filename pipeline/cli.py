@@ -14,22 +14,22 @@ from typing import Any
 
 import click
 
-from pipeline import __version__
+from trtforge.pipeline import __version__
 
 #: verb -> module in pipeline/commands (static list: a test imports each)
 COMMANDS: dict[str, str] = {
-    "run": "pipeline.commands.run",
-    "export": "pipeline.commands.export",
-    "fuse": "pipeline.commands.fuse",
-    "prune": "pipeline.commands.prune",
-    "quantize": "pipeline.commands.quantize",
-    "convert-fp16": "pipeline.commands.convert_fp16",
-    "build": "pipeline.commands.build",
-    "validate": "pipeline.commands.validate",
-    "bench": "pipeline.commands.bench",
-    "report": "pipeline.commands.report",
-    "inspect": "pipeline.commands.inspect",
-    "plugins": "pipeline.commands.plugins",
+    "run": "trtforge.pipeline.commands.run",
+    "export": "trtforge.pipeline.commands.export",
+    "fuse": "trtforge.pipeline.commands.fuse",
+    "prune": "trtforge.pipeline.commands.prune",
+    "quantize": "trtforge.pipeline.commands.quantize",
+    "convert-fp16": "trtforge.pipeline.commands.convert_fp16",
+    "build": "trtforge.pipeline.commands.build",
+    "validate": "trtforge.pipeline.commands.validate",
+    "bench": "trtforge.pipeline.commands.bench",
+    "report": "trtforge.pipeline.commands.report",
+    "inspect": "trtforge.pipeline.commands.inspect",
+    "plugins": "trtforge.pipeline.commands.plugins",
 }
 
 
@@ -48,8 +48,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """Print trtforge errors as one line with their exit code (here, so CliRunner sees it too)."""
-        from pipeline.commands._common import SETTINGS
-        from pipeline.errors import TrtforgeError
+        from trtforge.pipeline.commands._common import SETTINGS
+        from trtforge.pipeline.errors import TrtforgeError
 
         try:
             return super().invoke(ctx)
@@ -70,7 +70,7 @@ def cli(verbose: int) -> None:
     Exit codes: 0 success, 1 a gate failed (parity, accuracy, throughput),
                 2 bad input or usage, 3 the environment lacks what was asked for.
     """
-    from pipeline.commands._common import reset_settings
+    from trtforge.pipeline.commands._common import reset_settings
 
     reset_settings()
     if verbose:
@@ -82,8 +82,8 @@ def cli(verbose: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from pipeline.commands._common import SETTINGS
-    from pipeline.errors import TrtforgeError
+    from trtforge.pipeline.commands._common import SETTINGS
+    from trtforge.pipeline.errors import TrtforgeError
 
     try:
         code = cli.main(args=argv, prog_name="trtforge", standalone_mode=False)

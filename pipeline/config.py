@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import tomllib
 
-from pipeline.errors import ConfigError
+from trtforge.pipeline.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from pipeline.artifact import IOSpec
+from trtforge.pipeline.artifact import IOSpec
 
 
 def check_onnx_artifact(path: str | Path, *, smoke_run: bool = True) -> None:
@@ -17,7 +17,7 @@ def check_onnx_artifact(path: str | Path, *, smoke_run: bool = True) -> None:
     model = onnx.load(str(p), load_external_data=False)
     if not smoke_run:
         return
-    from pipeline.backends.onnxruntime import OrtRunner, random_feed
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner, random_feed
 
     spec = IOSpec.from_onnx(model)
     runner = OrtRunner(p).load()

@@ -35,7 +35,7 @@ def require(module: str, purpose: str = "") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        from pipeline.errors import MissingDependencyError
+        from trtforge.pipeline.errors import MissingDependencyError
 
         top = module.split(".")[0]
         hint = _INSTALL_HINTS.get(top, f"pip install {top}")

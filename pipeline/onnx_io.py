@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
 
-from pipeline.errors import InputError, first_line
+from trtforge.common.files import atomic_path, write_bytes_atomic
+from trtforge.pipeline.errors import InputError, first_line
+
+__all__ = [
+    "atomic_path",
+    "check_model",
+    "check_output_path",
+    "has_external_data",
+    "load_onnx",
+    "save_onnx",
+    "write_bytes_atomic",
+]
 
 TWO_GB = 2**31 - 1
 
@@ -72,33 +81,6 @@ def check_output_path(path: str | Path) -> Path:
             f"{p}: cannot write in {parent} ({exc.strerror or exc}); choose another output path"
         ) from exc
     return p
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it onto ``path`` only when the block succeeds."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def save_onnx(model: onnx.ModelProto, path: str | Path) -> Path:

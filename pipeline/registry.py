@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pipeline.errors import ConfigError
-from pipeline.stage import Stage
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.stage import Stage
 
-S = TypeVar("S", bound=type[Stage])
+S = TypeVar("S", bound=type[Stage[Any]])
 
-_STAGES: dict[str, type[Stage]] = {}
+_STAGES: dict[str, type[Stage[Any]]] = {}
 
 #: every module that registers stages; a test imports each and checks the registry against it
 STAGE_MODULES: tuple[str, ...] = (
-    "pipeline.stages.export",
-    "pipeline.stages.fuse",
-    "pipeline.stages.prune",
-    "pipeline.stages.quantize",
-    "pipeline.stages.convert_fp16",
-    "pipeline.stages.build",
-    "pipeline.stages.validate",
-    "pipeline.stages.bench",
+    "trtforge.pipeline.stages.export",
+    "trtforge.pipeline.stages.fuse",
+    "trtforge.pipeline.stages.prune",
+    "trtforge.pipeline.stages.quantize",
+    "trtforge.pipeline.stages.convert_fp16",
+    "trtforge.pipeline.stages.build",
+    "trtforge.pipeline.stages.validate",
+    "trtforge.pipeline.stages.bench",
 )
 
 
@@ -42,7 +42,7 @@ def load_all() -> None:
         importlib.import_module(mod)
 
 
-def get_stage(name: str) -> type[Stage]:
+def get_stage(name: str) -> type[Stage[Any]]:
     load_all()
     if name not in _STAGES:
         raise ConfigError(f"unknown stage {name!r}; valid stages are: {', '.join(sorted(_STAGES))}")

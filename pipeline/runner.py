@@ -24,18 +24,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifact import Artifact, sha256_file
-from pipeline.config import from_dict, read_toml, to_dict
-from pipeline.errors import ConfigError, InputError
-from pipeline.registry import get_stage
-from pipeline.stage import DataPaths, Gate, ProgressFn, Stage, StageContext, _no_progress
-from pipeline.workspace import STAGE_RECORD, Workspace, is_inside, write_json_atomic
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, kind_of_path, sha256_file
+from trtforge.pipeline.config import from_dict, read_toml, to_dict
+from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.registry import get_stage
+from trtforge.pipeline.stage import (
+    DataPaths,
+    Gate,
+    ProgressFn,
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    _no_progress,
+)
+from trtforge.pipeline.workspace import STAGE_RECORD, Workspace, is_inside, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +115,34 @@ def pipeline_config_from_dict(
         cls = _stage_class(kind, f"{where}: stage {i}")
         table = _resolve_paths(table, base, keys=None)
         stages.append(StageSpec(kind, from_dict(cls.config_cls, table, f"{where}: stage {i} ({kind})")))
+    check_chain(pipe.model, stages, where)
     return PipelineConfig(pipe, tuple(stages), Path(where) if Path(where).exists() else None)
 
 
-def _stage_class(kind: str, where: str) -> type[Stage]:
+def check_chain(model: str, stages: Sequence[StageSpec], where: str) -> list[ArtifactKind]:
+    """The artifact kind after each stage; ``ConfigError`` naming both stages where one cannot take
+    what the one before it produces (checked at load, so ``--dry-run`` refuses it too)."""
+    kind = kind_of_path(model)
+    made_by = f"the input model {model}"
+    kinds = []
+    for i, spec in enumerate(stages, start=1):
+        cls = get_stage(spec.type)
+        if kind not in cls.input_kinds:
+            takes = " or ".join(str(k) for k in cls.input_kinds)
+            raise ConfigError(
+                f"{where}: stage {i} ({spec.type}) takes {takes} models, but {made_by} is {_a(kind)} model; "
+                "reorder the stages or change the options that decide that kind"
+            )
+        produced = cls.produces(spec.config, kind)
+        if cls.output_kind is not None:  # pass-through stages (validate, bench) keep the source
+            options = cls.kind_options(spec.config)
+            made_by = f"the output of stage {i} ({spec.type}{', ' + options if options else ''})"
+        kind = produced
+        kinds.append(kind)
+    return kinds
+
+
+def _stage_class(kind: str, where: str) -> type[Stage[Any]]:
     try:
         return get_stage(kind)
     except ConfigError as exc:
@@ -126,6 +160,10 @@ def _resolve_paths(table: dict[str, Any], base: Path, keys: set[str] | None) -> 
 
 def _is_module_spec(v: str) -> bool:
     return ":" in v and not Path(v).exists() and not v.endswith((".onnx", ".pt2", ".pt"))
+
+
+def _a(kind: ArtifactKind) -> str:
+    return f"{'a' if kind == ArtifactKind.TORCH else 'an'} {kind}"
 
 
 def tool_versions() -> dict[str, str]:
@@ -164,7 +202,7 @@ def _hash_path(p: Path | None) -> str | None:
     return sha256_file(p) if p.is_file() else None
 
 
-def cache_key(stage: Stage, artifact: Artifact, ctx: StageContext, versions: Mapping[str, str]) -> str:
+def cache_key(stage: Stage[Any], artifact: Artifact, ctx: StageContext, versions: Mapping[str, str]) -> str:
     payload = {
         "stage": stage.name,
         "config": to_dict(stage.config),
@@ -214,7 +252,7 @@ def run_pipeline(
     progress: ProgressFn = _no_progress,
 ) -> PipelineRun:
     """Run every stage in order (skipping cache hits); stop after a stage whose gate failed."""
-    from pipeline.api import load_artifact
+    from trtforge.pipeline.api import load_artifact
 
     t0 = time.perf_counter()
     ws = Workspace(workdir or cfg.pipeline.workdir)
@@ -228,16 +266,23 @@ def run_pipeline(
     versions = tool_versions()
     run = PipelineRun(ws.root, cfg)
     done: list[str] = []
+    history: list[StageOutput] = []
     for index, spec in enumerate(cfg.stages, start=1):
         stage = get_stage(spec.type)(spec.config)
         progress(f"stage {index}/{len(cfg.stages)}: {spec.type}", index - 1, len(cfg.stages))
         ctx = StageContext(
-            out_dir=ws.root, reference=reference, data=data, progress=progress, previous=tuple(done)
+            out_dir=ws.root,
+            reference=reference,
+            data=data,
+            progress=progress,
+            previous=tuple(done),
+            history=tuple(history),
         )
         key = cache_key(stage, artifact, ctx, versions)
-        stage_run, artifact = _run_or_reuse(ws, index, stage, artifact, ctx, key, force, versions)
+        stage_run, artifact = _run_or_reuse(ws, index, stage, artifact, ctx, _Cache(key, force, versions))
         run.stages.append(stage_run)
         done.append(spec.type)
+        history.append(StageOutput(index, spec.type, artifact))
         if reference is None and artifact.kind == "onnx":
             reference = artifact
         if not all(stage_run.gates):
@@ -258,52 +303,107 @@ def _existing(path: str | None, key: str) -> Path | None:
     return p
 
 
+@dataclass(frozen=True)
+class _Cache:
+    """How one stage run consults the cache: its key, ``--force``, the tool versions it records."""
+
+    key: str
+    force: bool
+    versions: Mapping[str, str]
+
+
 def _run_or_reuse(
     ws: Workspace,
     index: int,
-    stage: Stage,
+    stage: Stage[Any],
     artifact: Artifact,
     ctx: StageContext,
-    key: str,
-    force: bool,
-    versions: Mapping[str, str],
+    cache: _Cache,
+    previous: Path | None = None,
 ) -> tuple[StageRun, Artifact]:
-    rec = ws.record(index, stage.name)
-    if not force and rec and rec.get("cache_key") == key:
-        cached = _artifact_from_record(ws.stage_dir(index, stage.name), rec, artifact)
-        if cached is not None:
-            log.info("stage %s: cache hit", stage.name)
-            return StageRun(index, stage.name, True, 0.0, rec), cached
-    t0 = time.perf_counter()
+    """Reuse the stage's record in ``previous`` (default: its folder in ``ws``) when the key matches,
+    else run it in a staging folder that replaces ``ws``'s ``NN-<stage>/`` when it succeeded."""
     final_dir = ws.stage_dir(index, stage.name)
+    hit = None if cache.force else _reuse(previous or final_dir, final_dir, stage, artifact, cache.key)
+    if hit is not None:
+        return hit
+    t0 = time.perf_counter()
     with ws.staging(index, stage.name) as tmp:
-        ctx.out_dir = tmp
+        steps = _SubSteps(tmp / "steps", final_dir / "steps", cache, stage.name)
+        ctx.out_dir, ctx.sub_runner, ctx.steps = tmp, steps, 0
         result = stage.run(artifact, ctx)
         duration = time.perf_counter() - t0
-        out_art = result.artifact
-        produced = is_inside(out_art.path, tmp)
-        rel = str(out_art.path.resolve().relative_to(tmp.resolve())) if produced else None
-        prov = ({"stage": stage.name, "config": to_dict(stage.config), "input_sha256": artifact.sha256},)
-        out_art = replace(
-            out_art, provenance=artifact.provenance + prov, path=(final_dir / rel) if rel else out_art.path
-        )
+        out_art, rel = _published_artifact(result.artifact, artifact, stage, tmp, final_dir)
         record = {
             "schema": "trtforge.stage/1",
             "stage": stage.name,
             "index": index,
-            "cache_key": key,
+            "cache_key": cache.key,
             "config": to_dict(stage.config),
-            "input": {"path": str(artifact.path), "sha256": artifact.sha256, "kind": artifact.kind},
+            "input": {"path": str(artifact.path), "sha256": artifact.sha256, "kind": str(artifact.kind)},
             "output": {**out_art.to_dict(), "relpath": rel},
             "modified": result.modified,
             "metrics": _jsonable(dict(result.metrics)),
             "gates": [g.to_dict() for g in result.gates],
-            "tools": dict(versions),
+            "steps": steps.done,
+            "tools": dict(cache.versions),
             "duration_s": round(duration, 4),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(tmp / STAGE_RECORD, record)
     return StageRun(index, stage.name, False, duration, record), out_art
+
+
+def _reuse(
+    where: Path, final_dir: Path, stage: Stage[Any], upstream: Artifact, key: str
+) -> tuple[StageRun, Artifact] | None:
+    """A cache hit from the record in ``where`` (copied to ``final_dir`` when elsewhere), or None."""
+    rec = Workspace.read_record(where)
+    if not rec or rec.get("cache_key") != key:
+        return None
+    if where != final_dir:  # a sub-step recorded by the parent's previous run
+        if _artifact_from_record(where, rec, upstream) is None:
+            return None
+        shutil.copytree(where, final_dir)
+    cached = _artifact_from_record(final_dir, rec, upstream)
+    if cached is None:
+        return None
+    log.info("stage %s: cache hit", stage.name)
+    return StageRun(int(rec.get("index", 0)), stage.name, True, 0.0, rec), cached
+
+
+def _published_artifact(
+    out_art: Artifact, upstream: Artifact, stage: Stage[Any], tmp: Path, final_dir: Path
+) -> tuple[Artifact, str | None]:
+    """The output artifact as it will be once the staging folder is renamed, and its relative path."""
+    produced = is_inside(out_art.path, tmp)
+    rel = str(out_art.path.resolve().relative_to(tmp.resolve())) if produced else None
+    prov = ({"stage": stage.name, "config": to_dict(stage.config), "input_sha256": upstream.sha256},)
+    path = (final_dir / rel) if rel else out_art.path
+    return replace(out_art, provenance=upstream.provenance + prov, path=path), rel
+
+
+class _SubSteps:
+    """``StageContext.sub_runner`` of one running stage: its sub-steps go to ``root`` (inside its
+    staging folder) as ``KK-<stage>/`` and are cached against the same folders in ``previous``
+    (the parent's last finished run)."""
+
+    def __init__(self, root: Path, previous: Path, cache: _Cache, parent: str) -> None:
+        self.root, self.previous, self.cache, self.parent = root, previous, cache, parent
+        self.done: list[dict[str, Any]] = []
+
+    def __call__(self, stage: Stage[Any], artifact: Artifact, parent: StageContext) -> StageResult:
+        ws = Workspace(self.root)
+        self.root.mkdir(exist_ok=True)
+        k = parent.steps
+        ctx = replace(parent, out_dir=self.root, previous=(*parent.previous, self.parent), sub_runner=None)
+        key = cache_key(stage, artifact, ctx, self.cache.versions)
+        cache = _Cache(key, self.cache.force, self.cache.versions)
+        where = self.previous / ws.stage_dir(k, stage.name).name
+        run, out = _run_or_reuse(ws, k, stage, artifact, ctx, cache, previous=where)
+        self.done.append({"index": k, "stage": stage.name, "cached": run.cached})
+        rec = run.record
+        return StageResult(out, rec.get("metrics") or {}, bool(rec.get("modified")), tuple(run.gates))
 
 
 def _artifact_from_record(stage_dir: Path, rec: Mapping[str, Any], upstream: Artifact) -> Artifact | None:
@@ -315,14 +415,14 @@ def _artifact_from_record(stage_dir: Path, rec: Mapping[str, Any], upstream: Art
     path = stage_dir / rel
     if not path.is_file():
         return None
-    from pipeline.artifact import sha256_model_files
+    from trtforge.pipeline.artifact import sha256_model_files
 
     if sha256_model_files(path) != out.get("sha256"):
         return None
     if out.get("kind") == "onnx":
         art = Artifact.from_onnx_path(path)
     else:
-        art = Artifact(path, str(out.get("kind")), str(out.get("sha256")))
+        art = Artifact(path, ArtifactKind(str(out.get("kind"))), str(out.get("sha256")))
     prov = tuple(out.get("provenance") or ())
     return replace(art, provenance=prov)
 

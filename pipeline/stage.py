@@ -2,6 +2,13 @@
 
 A stage never mutates its input file; it writes into ``ctx.out_dir`` (a staging directory
 that the workspace renames into place only when the stage succeeded).
+
+Each stage declares the artifact kinds it takes (``input_kinds``) and the kind it produces for a
+given config (:meth:`Stage.produces`), so a pipeline's chain is checked when its config is loaded.
+A stage may run other stages as sub-steps (:meth:`StageContext.run_stage`): inside a pipeline they
+share its content-hash cache, staging directories and ``stage.json`` records (kept under the parent
+stage's folder, ``NN-<stage>/steps/KK-<sub-stage>/``); ``ctx.history`` holds the artifacts of the
+stages that ran before.
 """
 
 from __future__ import annotations
@@ -9,12 +16,12 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from pipeline.artifact import Artifact
-from pipeline.errors import StageError
+from trtforge.pipeline.artifact import Artifact, ArtifactKind
+from trtforge.pipeline.errors import ConfigError, StageError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,21 @@ class DataPaths:
     validation: Path | None = None
 
 
+@dataclass(frozen=True)
+class StageOutput:
+    """The artifact one earlier stage produced: its 1-based index, stage name and artifact."""
+
+    index: int
+    stage: str
+    artifact: Artifact
+
+
+class SubStageRunner(Protocol):
+    """Runs one stage as a sub-step of another (provided by the pipeline runner: cached, staged)."""
+
+    def __call__(self, stage: Stage[Any], artifact: Artifact, parent: StageContext) -> StageResult: ...
+
+
 @dataclass
 class StageContext:
     """What a stage may use besides its config and input artifact."""
@@ -65,6 +87,38 @@ class StageContext:
     data: DataPaths = field(default_factory=DataPaths)
     progress: ProgressFn = _no_progress
     previous: tuple[str, ...] = ()  # names of the stages that ran before, for error messages
+    history: tuple[StageOutput, ...] = ()  # artifacts of the stages that ran before, in order
+    sub_runner: SubStageRunner | None = None  # set by the pipeline runner; None: uncached sub-steps
+    steps: int = 0  # sub-steps started so far
+
+    def artifact_of(self, stage: str) -> Artifact:
+        """The artifact of the latest earlier stage named ``stage``; ``StageError`` when none ran."""
+        for out in reversed(self.history):
+            if out.stage == stage:
+                return out.artifact
+        ran = ", ".join(o.stage for o in self.history) or "none"
+        raise StageError(f"no earlier stage {stage!r} ran; stages so far: {ran}")
+
+    def run_stage(self, stage: str, config: Any, artifact: Artifact) -> StageResult:
+        """Run stage ``stage`` (``config`` None: its defaults) on ``artifact`` as a sub-step.
+
+        Inside a pipeline the sub-step is cached by content hash like any stage and recorded in
+        ``<this stage's folder>/steps/KK-<stage>/stage.json``; standalone it runs in a fresh folder
+        under ``out_dir/steps/``. A failed gate is returned in the result, not raised.
+        """
+        from trtforge.pipeline.registry import get_stage
+
+        cls = get_stage(stage)
+        sub = cls(config if config is not None else cls.config_cls())
+        if artifact.kind not in cls.input_kinds:
+            takes = " or ".join(map(str, cls.input_kinds))
+            raise ConfigError(f"sub-step {stage!r} takes {takes} models, not {artifact.kind}")
+        self.steps += 1
+        if self.sub_runner is not None:
+            return self.sub_runner(sub, artifact, self)
+        out_dir = self.out_dir / "steps" / f"{self.steps:02d}-{stage}"
+        out_dir.mkdir(parents=True)
+        return sub.run(artifact, replace(self, out_dir=out_dir, steps=0))
 
 
 @dataclass(frozen=True)
@@ -88,27 +142,39 @@ class Stage(ABC, Generic[C]):
 
     name: ClassVar[str]
     config_cls: ClassVar[type]
-    input_kinds: ClassVar[tuple[str, ...]] = ("onnx",)
-    output_kind: ClassVar[str] = "onnx"
+    input_kinds: ClassVar[tuple[ArtifactKind, ...]] = (ArtifactKind.ONNX,)
+    #: what the stage produces; None: its output is its input (validate, bench)
+    output_kind: ClassVar[ArtifactKind | None] = ArtifactKind.ONNX
     #: graph stages get an ORT smoke run of their output in ``ensures``
     smoke_run: ClassVar[bool] = True
 
     def __init__(self, config: C) -> None:
         self.config = config
 
+    @classmethod
+    def produces(cls, config: Any, given: ArtifactKind) -> ArtifactKind:
+        """The kind of artifact this stage makes from a ``given`` kind with ``config``."""
+        return given if cls.output_kind is None else cls.output_kind
+
+    @classmethod
+    def kind_options(cls, config: Any) -> str:
+        """The config settings that decide the output kind, for chain errors ("" when none do)."""
+        return ""
+
     def requires(self, artifact: Artifact, ctx: StageContext) -> None:
         """Preconditions; raise ``InputError``/``StageError``. Default: the artifact kind fits."""
         if artifact.kind not in self.input_kinds:
             raise StageError(
-                f"stage {self.name!r}: takes a {' or '.join(self.input_kinds)} model, got {artifact.kind} "
+                f"stage {self.name!r}: takes a {' or '.join(map(str, self.input_kinds))} model, "
+                f"got {artifact.kind} "
                 f"{artifact.path}{self._after(ctx)}"
             )
 
     def ensures(self, result: StageResult, ctx: StageContext) -> None:
         """Postconditions. ONNX outputs: checker, shape inference and (optionally) an ORT smoke run."""
-        if result.artifact.kind != "onnx":
+        if result.artifact.kind != ArtifactKind.ONNX:
             return
-        from pipeline.contracts import check_onnx_artifact
+        from trtforge.pipeline.contracts import check_onnx_artifact
 
         try:
             check_onnx_artifact(result.artifact.path, smoke_run=self.smoke_run)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from trtforge.pipeline.errors import InputError
 
 STAGE_RECORD = "stage.json"
 
@@ -41,7 +41,12 @@ class Workspace:
         return self.root / f"{index:02d}-{name}"
 
     def record(self, index: int, name: str) -> dict[str, Any] | None:
-        path = self.stage_dir(index, name) / STAGE_RECORD
+        return self.read_record(self.stage_dir(index, name))
+
+    @staticmethod
+    def read_record(stage_dir: Path) -> dict[str, Any] | None:
+        """The ``stage.json`` of a stage folder, or None when missing or unreadable."""
+        path = stage_dir / STAGE_RECORD
         if not path.is_file():
             return None
         try:
@@ -77,6 +82,6 @@ def is_inside(path: Path, root: Path) -> bool:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    from pipeline.onnx_io import write_bytes_atomic
+    from trtforge.pipeline.onnx_io import write_bytes_atomic
 
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())

@@ -4,6 +4,13 @@ on CPU via onnxruntime-extensions) and a TensorRT implementation (``tensorrt.plu
 This package sits below ``pipeline/`` and never imports it.
 """
 
-from plugins.registry import AttrSpec, Plugin, get_plugin, list_plugins, missing_plugins, register_plugin
+from trtforge.plugins.registry import (
+    AttrSpec,
+    Plugin,
+    get_plugin,
+    list_plugins,
+    missing_plugins,
+    register_plugin,
+)
 
 __all__ = ["AttrSpec", "Plugin", "get_plugin", "list_plugins", "missing_plugins", "register_plugin"]

@@ -2,32 +2,34 @@
 
 onnxruntime-extensions runs Python functions as ORT custom ops (``onnx_op``), but only in its own
 domain ``ai.onnx.contrib``; so the session gets a copy of the model whose plugin nodes are moved
-to that domain. The user's model is never changed.
+to that domain. The user's model is never changed. Sessions are made by
+:func:`trtforge.common.ort.create_session`, which calls :func:`for_onnxruntime` and registers
+:func:`library_path` for models with plugin nodes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import onnx
 
-from plugins.registry import Plugin, custom_nodes, get_plugin, list_plugins
+from trtforge.common.errors import InputError, MissingDependencyError
+from trtforge.plugins.registry import Plugin, custom_nodes, get_plugin, list_plugins
 
 _lock = threading.Lock()
 _declared: set[str] = set()
 
 
-class PluginRuntimeError(RuntimeError):
-    """onnxruntime-extensions is missing or a custom op has no plugin."""
+class PluginRuntimeError(InputError):
+    """A custom-op node has no plugin (or an attribute its plugin does not know)."""
 
 
 def _extensions() -> Any:
     try:
         import onnxruntime_extensions
     except ImportError as exc:
-        raise PluginRuntimeError(
+        raise MissingDependencyError(
             "running custom ops in ONNX Runtime needs onnxruntime-extensions; "
             "pip install onnxruntime-extensions"
         ) from exc
@@ -64,14 +66,26 @@ def _with_defaults(plugin: Plugin) -> Any:
     return run
 
 
+def library_path() -> str:
+    """The onnxruntime-extensions custom-op library a session registers to run plugin nodes."""
+    return str(_extensions().get_library_path())
+
+
 def for_onnxruntime(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy with plugin nodes in onnxruntime-extensions' domain; raises if a custom op has no plugin."""
+    """A copy with plugin nodes in onnxruntime-extensions' domain; raises if a custom op has no plugin.
+
+    Nodes in domains ONNX Runtime implements itself (``com.microsoft``, ``ai.onnx.ml``) stay as they are.
+    """
+    from trtforge.common.ort import ORT_DOMAINS
+
     ext = _extensions()
     contrib = ext.default_opset_domain()
     out = onnx.ModelProto()
     out.CopyFrom(model)
     moved = False
     for node in custom_nodes(out):
+        if node.domain in ORT_DOMAINS or node.domain == contrib:  # ORT's own, or already moved
+            continue
         plugin = get_plugin(node.domain, node.op_type)
         if plugin is None:
             raise PluginRuntimeError(
@@ -90,15 +104,3 @@ def for_onnxruntime(model: onnx.ModelProto) -> onnx.ModelProto:
     if moved and not any(o.domain == contrib for o in out.opset_import):
         out.opset_import.append(onnx.helper.make_opsetid(contrib, 1))
     return out
-
-
-def session(model: onnx.ModelProto, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
-    """An ``onnxruntime.InferenceSession`` that runs ``model`` with its plugins' references."""
-    import onnxruntime as ort
-
-    ext = _extensions()
-    prepared = for_onnxruntime(model)
-    opts = ort.SessionOptions()
-    opts.register_custom_ops_library(ext.get_library_path())
-    opts.log_severity_level = 3
-    return ort.InferenceSession(prepared.SerializeToString(), opts, providers=list(providers))

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 #: every module that registers plugins; a test imports each and checks the registry against it
-PLUGIN_MODULES: tuple[str, ...] = ("plugins.swish_beta",)
+PLUGIN_MODULES: tuple[str, ...] = ("trtforge.plugins.swish_beta",)
 
 #: ONNX domains whose ops TensorRT's parser and ONNX Runtime know natively (no plugin needed)
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})

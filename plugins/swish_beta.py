@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.registry import AttrSpec, Plugin, register_plugin
+from trtforge.plugins.registry import AttrSpec, Plugin, register_plugin
 
 DOMAIN = "trtforge"
 OP_TYPE = "SwishBeta"
@@ -22,11 +22,11 @@ def swish_beta(x: np.ndarray, beta: float = 1.0) -> np.ndarray:
     compute = np.float32 if z.dtype == np.float16 else z.dtype
     zc = z.astype(compute, copy=False)
     y = zc * (0.5 * (1.0 + np.tanh(0.5 * np.asarray(beta, dtype=compute) * zc)))
-    return y.astype(z.dtype, copy=False)
+    return np.asarray(y.astype(z.dtype, copy=False))
 
 
 def _register_tensorrt() -> None:
-    from plugins.swish_beta_trt import register
+    from trtforge.plugins.swish_beta_trt import register
 
     register()
 

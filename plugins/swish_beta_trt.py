@@ -31,17 +31,17 @@ def register(lazy: bool = False) -> None:
 def _define(lazy: bool) -> Any:
     import tensorrt.plugin as trtp
 
-    @trtp.register(PLUGIN_ID, lazy_register=lazy)
+    @trtp.register(PLUGIN_ID, lazy_register=lazy)  # type: ignore[untyped-decorator]
     def swish_beta_desc(inp0: trtp.TensorDesc, beta: float) -> trtp.TensorDesc:
         return inp0.like()
 
-    @trtp.impl(PLUGIN_ID)
+    @trtp.impl(PLUGIN_ID)  # type: ignore[untyped-decorator]
     def swish_beta_impl(inp0: trtp.Tensor, beta: float, outputs: tuple[trtp.Tensor], stream: int) -> None:
         import torch
 
         x = torch.as_tensor(inp0, device="cuda")
         y = torch.as_tensor(outputs[0], device="cuda")
-        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):  # type: ignore[no-untyped-call]
             torch.mul(x, torch.sigmoid(x * beta), out=y)
 
     return swish_beta_desc

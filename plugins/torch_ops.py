@@ -31,7 +31,7 @@ def define_ops() -> Any:
 def _schema() -> Any:
     import onnx.defs as defs
 
-    from plugins.swish_beta import DOMAIN, OP_TYPE
+    from trtforge.plugins.swish_beta import DOMAIN, OP_TYPE
 
     return defs.OpSchema(
         OP_TYPE,
@@ -50,7 +50,7 @@ def onnx_translation_table() -> dict[Any, Any]:
     """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``: op -> ``trtforge::SwishBeta``."""
     import onnxscript
 
-    from plugins.swish_beta import DOMAIN, OP_TYPE
+    from trtforge.plugins.swish_beta import DOMAIN, OP_TYPE
 
     op = define_ops()
     custom = onnxscript.values.Opset(DOMAIN, 1)

@@ -49,7 +49,7 @@ def mlp(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cli() -> Callable[..., tuple[int, str, str]]:
-    from pipeline.cli import cli as group
+    from trtforge.pipeline.cli import cli as group
 
     def invoke(*args: str) -> tuple[int, str, str]:
         result = CliRunner().invoke(group, [str(a) for a in args], catch_exceptions=False)

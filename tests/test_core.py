@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.data import InputSpec, count_samples, iter_batches, load_extra
-from calibration.errors import DataError
-from pipeline.config import from_dict
-from pipeline.errors import ConfigError, InputError
-from pipeline.onnx_io import atomic_path, check_output_path, load_onnx
-from pipeline.workspace import Workspace
 from tests.conftest import sha, tiny_mlp
+from trtforge.calibration.data import count_samples, iter_batches, load_extra
+from trtforge.calibration.errors import DataError
+from trtforge.common.tensors import TensorSpec
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.onnx_io import atomic_path, check_output_path, load_onnx
+from trtforge.pipeline.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def test_check_output_path(tmp_path: Path) -> None:
         os.chmod(ro, 0o700)
 
 
-def _specs() -> list[InputSpec]:
-    return [InputSpec("x", "float32", ("N", 4))]
+def _specs() -> list[TensorSpec]:
+    return [TensorSpec("x", "float32", ("N", 4))]
 
 
 def test_data_batches_and_labels(tmp_path: Path) -> None:

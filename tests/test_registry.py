@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from pipeline import registry
-from pipeline.cli import COMMANDS
-from pipeline.stage import Stage
+from trtforge.pipeline import registry
+from trtforge.pipeline.cli import COMMANDS
+from trtforge.pipeline.stage import Stage
 
 
 def test_every_stage_module_exists_and_registers() -> None:

@@ -10,14 +10,14 @@ from typing import ClassVar
 import onnx
 import pytest
 
-from pipeline.artifact import Artifact
-from pipeline.errors import ConfigError
-from pipeline.onnx_io import save_onnx
-from pipeline.registry import register_stage
-from pipeline.runner import load_pipeline_config, run_pipeline
-from pipeline.stage import Gate, Stage, StageContext, StageResult
-from pipeline.validation.report import build_report, render_markdown
 from tests.conftest import sha, tiny_mlp
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.onnx_io import save_onnx
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.runner import load_pipeline_config, run_pipeline
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.validation.report import build_report, render_markdown
 
 CALLS: list[str] = []
 

@@ -4,7 +4,8 @@
     python tools/trt_names.py            # collect, then resolve under trt-api run.sh 10 and 11
     python tools/trt_names.py --list     # only print what was collected (no bindings needed)
 
-What is collected (AST walk of pipeline/engine/*.py, pipeline/backends/tensorrt.py, plugins/**/*.py):
+What is collected (AST walk of pipeline/engine/*.py, pipeline/stages/_build_tensorrt.py,
+pipeline/backends/tensorrt.py, plugins/**/*.py):
 
 * attribute chains on the module names ``trt`` (``import tensorrt as trt``) and ``trtp``
   (``tensorrt.plugin``), and on local aliases of them (``sev = trt.ILogger.Severity``);
@@ -32,7 +33,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("pipeline/engine/*.py", "pipeline/backends/tensorrt.py", "plugins/**/*.py")
+SOURCES = (
+    "pipeline/engine/*.py",
+    "pipeline/stages/_build_tensorrt.py",
+    "pipeline/backends/tensorrt.py",
+    "plugins/**/*.py",
+)
 MODULES = {"trt": "tensorrt", "trtp": "tensorrt.plugin"}
 #: variable name -> TensorRT class it holds (a naming convention in the TensorRT code)
 TYPED = {
@@ -149,7 +155,7 @@ def collect(root: Path = ROOT) -> list[Use]:
 
 
 def plugin_modules(root: Path = ROOT) -> list[str]:
-    return [f"plugins.{p.stem}" for p in sorted((root / "plugins").glob("*_trt.py"))]
+    return [f"trtforge.plugins.{p.stem}" for p in sorted((root / "plugins").glob("*_trt.py"))]
 
 
 # ---- resolution, run under ``run.sh 10|11`` (tensorrt_bindings importable) -------------------------

@@ -1,96 +1,103 @@
-"""ONNX Runtime runner: load, run(feeds), metadata. CPU everywhere; CUDA with onnxruntime-gpu."""
+"""ONNX Runtime runner: CPU everywhere, CUDA with onnxruntime-gpu; ``.onnx`` and ``.ort`` models.
+
+Sessions come from the one factory, :func:`trtforge.common.ort.create_session` (options, providers,
+custom-op plugins).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
-from pipeline.errors import InputError, MissingDependencyError, first_line
+from trtforge.common.ort import SessionConfig, create_session
+from trtforge.common.tensors import TensorSpec
+from trtforge.pipeline.artifact import ArtifactKind
+from trtforge.pipeline.backends.base import Feeds, Runner, RunnerOptions, register_backend
 
-_OPT_LEVELS = ("disable", "basic", "extended", "all")
+#: ONNX Runtime's type strings ("tensor(float)") -> numpy dtype names
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32",
+    "tensor(uint32)": "uint32",
+    "tensor(int64)": "int64",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+}
 
 
-@dataclass(frozen=True)
-class OrtOptions:
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    intra_op_threads: int | None = None  # None: ONNX Runtime's default (all cores)
-    graph_optimization: str = "all"  # disable | basic | extended | all
-    optimized_model_path: Path | None = None  # write the graph ORT actually runs
-
-
-class OrtRunner:
+class OrtRunner(Runner):
     """Wraps an ``onnxruntime.InferenceSession``; ``run`` takes and returns ``{name: array}``."""
 
-    def __init__(self, model: str | Path | bytes, options: OrtOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | bytes | onnx.ModelProto,
+        config: SessionConfig | None = None,
+        name: str | None = None,
+    ) -> None:
+        source = str(model) if isinstance(model, (str, Path)) else "model"
+        super().__init__(source, name)
         self.model = model
-        self.options = options or OrtOptions()
+        self.config = config or SessionConfig()
         self._session: Any = None
+        self._specs: tuple[TensorSpec, ...] = ()
 
-    def load(self) -> OrtRunner:
-        import onnxruntime as ort
+    def _activate(self) -> None:
+        self._session = create_session(self.model, self.config, source=self.source)
+        self._specs = tuple(
+            TensorSpec(i.name, _ORT_TYPES.get(i.type, "float32"), _dims(i.shape))
+            for i in self._session.get_inputs()
+        )
 
-        opts = ort.SessionOptions()
-        level = self.options.graph_optimization
-        if level not in _OPT_LEVELS:
-            raise InputError(f"graph optimization {level!r} is not one of {', '.join(_OPT_LEVELS)}")
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[level]
-        if self.options.intra_op_threads:
-            opts.intra_op_num_threads = self.options.intra_op_threads
-            opts.inter_op_num_threads = 1
-        if self.options.optimized_model_path is not None:
-            opts.optimized_model_filepath = str(self.options.optimized_model_path)
-        opts.log_severity_level = 3
-        available = set(ort.get_available_providers())
-        missing = [p for p in self.options.providers if p not in available]
-        if missing:
-            raise MissingDependencyError(
-                f"ONNX Runtime provider {missing[0]} is not available "
-                f"(have: {', '.join(sorted(available))}); "
-                "install onnxruntime-gpu for CUDA"
-            )
-        src = self.model if isinstance(self.model, bytes) else str(self.model)
-        try:
-            self._session = ort.InferenceSession(
-                src, sess_options=opts, providers=list(self.options.providers)
-            )
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            where = "model" if isinstance(self.model, bytes) else str(self.model)
-            first = first_line(exc)
-            raise InputError(f"{where}: ONNX Runtime cannot load it: {first}") from exc
-        return self
+    def _deactivate(self) -> None:
+        self._session = None
 
     @property
     def session(self) -> Any:
-        if self._session is None:
-            self.load()
+        """The ``onnxruntime.InferenceSession`` (created on first use)."""
+        self.activate()
         return self._session
 
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.session.get_inputs()]
+    def _inputs(self) -> tuple[TensorSpec, ...]:
+        return self._specs
 
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
+    def _output_names(self) -> list[str]:
+        return [o.name for o in self._session.get_outputs()]
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        names = list(outputs) if outputs else self.output_names
-        values = self.session.run(names, dict(feeds))
+    def _infer(self, feeds: Feeds, outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
+        names = list(outputs) if outputs else self._output_names()
+        values = self._session.run(names, dict(feeds))
         return dict(zip(names, values, strict=True))
 
 
-def random_feed(specs: Sequence[Any], batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+def _dims(shape: Any) -> tuple[int | str | None, ...]:
+    if not shape:
+        return ()
+    return tuple(d if isinstance(d, (int, str)) else None for d in shape)
+
+
+@register_backend(ArtifactKind.ONNX, ArtifactKind.ORT)
+def _open(path: Path, kind: ArtifactKind, options: RunnerOptions) -> Runner:
+    entries = {"session.load_model_format": "ORT"} if kind == ArtifactKind.ORT else {}
+    config = SessionConfig(
+        providers=options.providers,
+        intra_op_threads=options.threads,
+        graph_optimization=options.graph_optimization,
+        config_entries=entries,
+    )
+    return OrtRunner(path, config, options.name)
+
+
+def random_feed(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs for smoke runs only (never for validation): dynamic dims become ``batch``/1."""
     rng = np.random.default_rng(seed)
     feed: dict[str, np.ndarray] = {}

@@ -1,8 +1,8 @@
 """TensorRT runner: deserialize a plan, create a context, set shapes and addresses, ``execute_async_v3``.
 
-Same interface as :class:`pipeline.backends.onnxruntime.OrtRunner` (``load``, ``input_names``,
-``output_names``, ``run(feeds) -> {name: array}``), plus ``run_device`` on torch CUDA tensors and the
-GPU time of the last run (CUDA events). Buffers are torch CUDA tensors (torch is present wherever
+A :class:`~trtforge.pipeline.backends.base.Runner` (``activate``, ``inputs``, ``output_names``,
+``run(feeds) -> {name: array}``), plus ``run_device`` on torch CUDA tensors and the GPU time of the
+last run (CUDA events, ``device_time_s``). Buffers are torch CUDA tensors (torch is present wherever
 engines run in this project).
 
 Before anything TensorRT is touched: the engine's ``.json`` metadata is read, a CUDA GPU and TensorRT
@@ -14,18 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError, StageError
-
-if TYPE_CHECKING:
-    from pipeline.artifact import TensorSpec
+from trtforge.common.tensors import TensorSpec
+from trtforge.pipeline.artifact import ENGINE_SUFFIXES, ArtifactKind
+from trtforge.pipeline.backends.base import Feeds, Runner, RunnerOptions, register_backend
+from trtforge.pipeline.errors import InputError, StageError
 
 log = logging.getLogger(__name__)
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def is_engine_path(path: str | Path) -> bool:
@@ -42,9 +40,8 @@ def engine_input_specs(
     ``dtypes`` (e.g. the ONNX model's) fills them, float32 otherwise; a loaded runner knows the
     engine's own (``TrtRunner.input_dtypes``).
     """
-    from pipeline.artifact import TensorSpec
-    from pipeline.engine.metadata import read_metadata
-    from pipeline.engine.profiles import ShapeProfile
+    from trtforge.pipeline.engine.metadata import read_metadata
+    from trtforge.pipeline.engine.profiles import ShapeProfile
 
     meta = read_metadata(engine_path)
     profiles = [ShapeProfile.from_dict(p) for p in meta.profiles]
@@ -64,20 +61,24 @@ def engine_input_specs(
     return tuple(specs)
 
 
-class TrtRunner:
+class TrtRunner(Runner):
     """Runs a TensorRT engine built by ``trtforge build``; ``run`` takes and returns ``{name: array}``."""
 
-    def __init__(self, engine_path: str | Path, device: int = 0) -> None:
+    #: host arrays are converted to the engine's I/O dtypes on upload
+    strict_dtypes = False
+
+    def __init__(self, engine_path: str | Path, device: int = 0, name: str | None = None) -> None:
+        super().__init__(str(engine_path), name)
         self.path = Path(engine_path)
         self.device = device
         self.last_latency_ms: float | None = None
         self._state: dict[str, Any] | None = None
 
-    def load(self) -> TrtRunner:
-        from pipeline.deps import require
-        from pipeline.engine.env import require_trt_env
-        from pipeline.engine.metadata import incompatibility, read_metadata
-        from pipeline.engine.profiles import ShapeProfile
+    def _activate(self) -> None:
+        from trtforge.pipeline.deps import require
+        from trtforge.pipeline.engine.env import require_trt_env
+        from trtforge.pipeline.engine.metadata import incompatibility, read_metadata
+        from trtforge.pipeline.engine.profiles import ShapeProfile
 
         if not self.path.is_file():
             raise InputError(
@@ -110,18 +111,23 @@ class TrtRunner:
             "profile": 0,
             "stream": torch.cuda.Stream(device=self.device),
             "meta": meta,
+            "specs": tuple(
+                TensorSpec(
+                    n, dtypes[n].name, tuple(d if d >= 0 else None for d in engine.get_tensor_shape(n))
+                )
+                for n in inputs
+            ),
         }
-        return self
 
     def _register_plugins(self, ids: Sequence[str]) -> None:
-        from plugins.registry import list_plugins
+        from trtforge.plugins.registry import list_plugins
 
         for plugin in list_plugins():
             if plugin.trt_id in ids:
                 plugin.register_tensorrt()
 
     def _deserialize(self, trt: Any, version_compatible: bool) -> Any:
-        from pipeline.engine.builder import _make_logger
+        from trtforge.pipeline.engine.builder import _make_logger
 
         trt_runtime = trt.Runtime(_make_logger(trt))
         if version_compatible:
@@ -136,42 +142,40 @@ class TrtRunner:
 
     @property
     def state(self) -> dict[str, Any]:
-        if self._state is None:
-            self.load()
+        self.activate()
         assert self._state is not None
         return self._state
 
-    @property
-    def input_names(self) -> list[str]:
-        return list(self.state["inputs"])
+    def _inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(self.state["specs"])
 
-    @property
-    def output_names(self) -> list[str]:
+    def _output_names(self) -> list[str]:
         return list(self.state["outputs"])
 
     @property
     def loaded(self) -> bool:
         return self._state is not None
 
+    def device_time_s(self) -> float | None:
+        return self.last_latency_ms / 1e3 if self.last_latency_ms is not None else None
+
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:
         """The engine's input dtypes (loads the engine)."""
         return {n: self.state["dtypes"][n] for n in self.state["inputs"]}
 
-    def close(self) -> None:
+    def _deactivate(self) -> None:
         """Drop the context, engine and runtime (a later call loads them again)."""
         self._state = None
         self.__dict__.pop("_runtime", None)
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def close(self) -> None:
+        self.deactivate()
+
+    def _infer(self, feeds: Feeds, outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
         """Host arrays in, host arrays out (copies included in wall time, not in ``last_latency_ms``)."""
         st = self.state
         torch = st["torch"]
-        missing = [n for n in st["inputs"] if n not in feeds]
-        if missing:
-            raise InputError(f"feed lacks input {missing[0]!r}; engine inputs are: {', '.join(st['inputs'])}")
         dev = {
             n: torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=st["dtypes"][n])).to(
                 f"cuda:{self.device}"
@@ -212,7 +216,7 @@ class TrtRunner:
         return results
 
     def _select_profile(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        from pipeline.engine.profiles import select_profile
+        from trtforge.pipeline.engine.profiles import select_profile
 
         st = self.state
         index = select_profile(st["profiles"], shapes) if st["profiles"] else 0
@@ -220,3 +224,13 @@ class TrtRunner:
             context = st["context"]
             context.set_optimization_profile_async(index, st["stream"].cuda_stream)
             st["profile"] = index
+
+
+def _spec(name: str, dtype: np.dtype, shape: Any) -> TensorSpec:
+    """An engine I/O tensor; TensorRT reports dynamic dimensions as -1."""
+    return TensorSpec(name, dtype.name, tuple(int(d) if d >= 0 else None for d in shape))
+
+
+@register_backend(ArtifactKind.ENGINE)
+def _open(path: Path, kind: ArtifactKind, options: RunnerOptions) -> Runner:
+    return TrtRunner(path, options.device, options.name)

@@ -1,25 +1,34 @@
-"""Helpers shared by the CLI verbs: output options, JSON/human output, progress, shape parsing.
+"""Helpers shared by the CLI verbs: output options, JSON/TOML/human output, progress, gates.
 
 Each verb lives in ``pipeline/commands/<verb>.py`` and exposes a click command named ``command``.
-A verb turns flags into a typed config, calls ``pipeline.api``, and prints either a human
-summary (stdout, rich) or JSON (``--json``). Progress goes to stderr.
+A verb turns flags into a typed config (options generated in ``_options.py``), calls
+``pipeline.api``, and prints either a human summary (stdout, rich) or JSON (``--json``).
+Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import click
 
-from pipeline.errors import ConfigError, GateFailed
-from pipeline.stage import ProgressFn, StageResult
+from trtforge.pipeline.errors import GateFailed
+from trtforge.pipeline.stage import Gate, ProgressFn, StageResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class HasGates(Protocol):
+    """A stage result, a bench result: anything with gates."""
+
+    @property
+    def gates(self) -> Sequence[Gate]: ...
 
 
 @dataclass
@@ -132,42 +141,53 @@ def progress_bar() -> Iterator[ProgressFn]:
         yield update
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``1x3x224x224`` -> (1, 3, 224, 224)."""
-    try:
-        dims = tuple(int(d) for d in text.lower().split("x"))
-    except ValueError as exc:
-        raise ConfigError(f"shape {text!r} is not of the form 1x3x224x224") from exc
-    if not dims or any(d <= 0 for d in dims):
-        raise ConfigError(f"shape {text!r}: every dimension must be a positive integer")
-    return dims
-
-
-def parse_named_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``images:1x3x224x224`` -> ("images", (1, 3, 224, 224))."""
-    name, sep, shape = text.rpartition(":")
-    if not sep or not name:
-        raise ConfigError(f"{text!r} is not of the form NAME:1x3x224x224")
-    return name, parse_shape(shape)
-
-
-def parse_int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{text!r} is not a comma-separated list of integers, e.g. 1,32") from exc
-    if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"{text!r}: give positive integers, e.g. 1,32")
-    return values
-
-
-def gates_table(result: StageResult) -> list[dict[str, Any]]:
+def gates_table(result: HasGates) -> list[dict[str, Any]]:
     return [g.to_dict() for g in result.gates]
 
 
-def fail_on_gates(result: StageResult) -> None:
+def model_payload(output: Path, result: StageResult) -> dict[str, Any]:
+    """The JSON of a verb that writes a model: output path, whether it changed, metrics, gates."""
+    return {
+        "output": str(output),
+        "modified": result.modified,
+        **dict(result.metrics),
+        "gates": gates_table(result),
+    }
+
+
+def fail_on_gates(result: HasGates) -> None:
     """Raise GateFailed (exit 1) naming the failed gates, after the output was printed."""
     failed = [g for g in result.gates if not g.passed]
     if failed:
         names = ", ".join(f"{g.name} ({g.detail})" if g.detail else g.name for g in failed)
         raise GateFailed(f"gate failed: {names}")
+
+
+def toml_text(tables: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """TOML for ``[(header, table), ...]``, e.g. ``("[[stage]]", {...})``; None values are left out."""
+    lines: list[str] = []
+    for header, table in tables:
+        lines += ["", header] if lines else [header]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines)
+
+
+def _toml_key(key: Any) -> str:
+    text = str(key)
+    return text if text and all(c.isalnum() or c in "_-" for c in text) else json.dumps(text)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, Mapping):
+        return (
+            "{ "
+            + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None)
+            + " }"
+        )
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))

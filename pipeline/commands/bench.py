@@ -7,48 +7,34 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, output_options, parse_int_list, progress_bar
-from pipeline.errors import ConfigError, GateFailed
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, progress_bar
+from trtforge.pipeline.commands._options import Flag, data_option, stage_options
+from trtforge.pipeline.stages.bench import BenchConfig
+
+#: help and flag names of the bench stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "batches": Flag(
+        "Comma-separated batch sizes, e.g. 1,32.",
+        decls=("--batch", "--batches"),
+        comma=True,
+        metavar="N[,N...]",
+    ),
+    "threads": Flag("ONNX Runtime intra-op threads (0: ONNX Runtime's default, all cores)."),
+    "warmup": Flag("Untimed runs per model and batch size."),
+    "iters": Flag("Timed runs per model and batch size."),
+    "duration": Flag("Seconds of timed runs per batch size (replaces --iters)."),
+    "max_latency_ratio": Flag(
+        "Exit 1 when a model's p50 latency exceeds this multiple of the first model's."
+    ),
+}
 
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--batch", "batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,32."
-)
-@click.option(
-    "--threads",
-    type=int,
-    default=1,
-    show_default=True,
-    help="ONNX Runtime intra-op threads (0: ONNX Runtime's default, all cores).",
-)
-@click.option(
-    "--warmup", type=int, default=10, show_default=True, help="Untimed runs per model and batch size."
-)
-@click.option("--iters", type=int, default=50, show_default=True, help="Timed runs per model and batch size.")
-@click.option("--duration", type=float, help="Seconds of timed runs per batch size (replaces --iters).")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Real inputs (.npy/.npz/directory); default: seeded random inputs (fine for latency).",
-)
-@click.option(
-    "--max-latency-ratio",
-    type=float,
-    help="Exit 1 when a model's p50 latency exceeds this multiple of the first model's.",
-)
-@output_options
-def command(
-    models: tuple[Path, ...],
-    batch: str,
-    threads: int,
-    warmup: int,
-    iters: int,
-    duration: float | None,
-    data: Path | None,
-    max_latency_ratio: float | None,
-) -> None:
+@data_option("--data", "Real inputs (.npy/.npz/directory); default: seeded random inputs (fine for latency).")
+# use_data picks the pipeline's validation data or random inputs; here giving --data is that choice
+@stage_options("bench", BenchConfig, FLAGS, skip=("use_data",))
+def command(models: tuple[Path, ...], data: Path | None, config: BenchConfig) -> None:
     """Time MODELS: p50/p90/p99/mean latency and throughput (samples/s).
 
     ONNX models run on ONNX Runtime CPU; a TensorRT engine (.engine/.plan/.trt, with the .json
@@ -60,32 +46,13 @@ def command(
     them alike); ratios are the median latency relative to the first model. Latency does not
     depend on input values, so random inputs are the default.
     """
-    from pipeline.validation.throughput import benchmark_models
+    from trtforge.pipeline.api import bench
 
-    if threads < 0 or warmup < 0 or iters < 1 or (duration is not None and duration <= 0):
-        raise ConfigError("need --threads >= 0, --warmup >= 0, --iters >= 1 and --duration > 0")
-    batches = parse_int_list(batch)
     with progress_bar() as progress:
-        report = benchmark_models(
-            list(models),
-            batches,
-            threads or None,
-            warmup,
-            iters,
-            duration=duration,
-            data=data,
-            progress=progress,
-        )
-    out = report.to_dict()
+        result = bench(models, config, data=data, progress=progress)
+    out = result.to_dict()
     emit(out, lambda: _print(out))
-    if max_latency_ratio is not None:
-        slow = [t for t in report.timings if t.model != report.models[0] and t.p50_ratio > max_latency_ratio]
-        if slow:
-            worst = max(slow, key=lambda t: t.p50_ratio)
-            raise GateFailed(
-                f"latency: {worst.model} at batch {worst.batch} is {worst.p50_ratio:.3f}x the first "
-                f"model's p50 (max {max_latency_ratio}x)"
-            )
+    fail_on_gates(result)
 
 
 def _print(out: dict[str, Any]) -> None:

@@ -3,52 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from pipeline.commands._common import emit, output_options, progress_bar
+from trtforge.pipeline.commands._common import emit, progress_bar
+from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
+from trtforge.pipeline.stages.convert_fp16 import Fp16Config
+
+#: help and flag names of the convert_fp16 stage's config fields (options generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "keep_io_types": Flag(
+        "Keep the model inputs/outputs FP32 (--fp16-io: make them FP16 too).",
+        decls=("--keep-io-types/--no-keep-io-types", "--fp32-io/--fp16-io"),
+    ),
+    "fp32_ops": Flag("Op type that stays FP32.", decls=("--fp32-op",), metavar="OP"),
+    "fp32_nodes": Flag("Node name to keep in FP32.", decls=("--fp32-node",), metavar="NODE"),
+    "calibration": Flag(
+        "Data to find values outside the FP16 range (those nodes stay FP32).", decls=("--calibration-data",)
+    ),
+    "num_samples": Flag("Samples of --calibration-data searched for FP16 overflow."),
+    "batch_size": Flag("Samples per ONNX Runtime run of the overflow search."),
+    "overflow_margin": Flag("Keep a node FP32 when its |values| exceed this fraction of the FP16 maximum."),
+}
 
 
 @click.command("convert-fp16")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="FP16 .onnx to write.")
-@click.option(
-    "--calibration-data",
-    "calibration",
-    help="Data to find values outside the FP16 range (those nodes stay FP32).",
-)
-@click.option("--num-samples", type=int, default=256, show_default=True)
-@click.option("--fp32-node", "fp32_nodes", multiple=True, help="Node name to keep in FP32 (repeatable).")
-@click.option(
-    "--fp16-io/--fp32-io",
-    default=False,
-    show_default=True,
-    help="Make the model inputs/outputs FP16 too (default: they stay FP32).",
-)
-@output_options
-def command(
-    model: Path,
-    output: Path,
-    calibration: str | None,
-    num_samples: int,
-    fp32_nodes: tuple[str, ...],
-    fp16_io: bool,
-) -> None:
+@model_and_output("FP16 .onnx to write.")
+@stage_options("convert_fp16", Fp16Config, FLAGS)
+def command(model: Path, output: Path, config: Fp16Config) -> None:
     """Convert MODEL to FP16; LayerNorm, Softmax, reductions and exp/log/pow stay FP32."""
-    from pipeline.api import run_single
-    from pipeline.config import from_dict
-    from pipeline.stages.convert_fp16 import Fp16Config
+    from trtforge.pipeline.api import run_stage
 
-    raw: dict[str, Any] = {
-        "calibration": calibration,
-        "num_samples": num_samples,
-        "fp32_nodes": list(fp32_nodes),
-        "keep_io_types": not fp16_io,
-    }
-    cfg = from_dict(Fp16Config, raw, "convert_fp16")
     with progress_bar() as progress:
-        result = run_single("convert_fp16", cfg, model, output, progress=progress)
+        result = run_stage("convert_fp16", config, model, output, progress=progress)
     metrics = {**dict(result.metrics), "output": str(output)}
     emit(
         metrics,

@@ -7,74 +7,45 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, fail_on_gates, output_options, progress_bar
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, gates_table, progress_bar
+from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
+from trtforge.pipeline.stages.export import ExportConfig
+
+#: help and flag names of the export stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "inputs": Flag(
+        "Input shape, e.g. x:1x3x224x224; needed where the model does not know it.",
+        decls=("--input",),
+        metavar="NAME:SHAPE",
+    ),
+    "outputs": Flag(
+        "Output names in order (default: output, or output_0, output_1, ...).",
+        decls=("--output-name",),
+        metavar="NAME",
+    ),
+    "static": Flag("Fixed batch dim (the --input batch, else 1).", decls=("--static/--dynamic",)),
+    "opset": Flag("ONNX opset; below 18 the TorchScript exporter is used (dynamo emits 18+)."),
+    "do_constant_folding": Flag(
+        "Fold constants while exporting; --no-constant-folding keeps the graph as written "
+        "(BatchNormalization stays) and prefers the TorchScript exporter.",
+        decls=("--constant-folding/--no-constant-folding",),
+    ),
+    "exporter": Flag("auto: dynamo first, the TorchScript exporter as a fallback."),
+    "atol": Flag("Parity tolerance (absolute)."),
+    "rtol": Flag("Parity tolerance (relative)."),
+    "parity_batch": Flag("Samples in the parity check against torch (dynamic batch only)."),
+}
 
 
 @click.command("export")
-@click.argument("model")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the ONNX model (external data beside it when over 2 GB).",
-)
+@model_and_output("Where to write the ONNX model (external data beside it when over 2 GB).", model_path=False)
 @click.option("--weights", help="state_dict file loaded (strictly) into a package.module:factory model.")
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="NAME:SHAPE",
-    help="Input shape, e.g. x:1x3x224x224 (repeatable); needed where the model does not know it.",
+@data_option(
+    "--calibration-data", "Real inputs for the parity check (.npy/.npz/dir); default: seeded random inputs."
 )
-@click.option(
-    "--output-name",
-    "outputs",
-    multiple=True,
-    metavar="NAME",
-    help="Output names in order (repeatable; default: output, or output_0, output_1, ...).",
-)
-@click.option("--static", is_flag=True, help="Fixed batch dim (the --input batch, else 1).")
-@click.option(
-    "--opset",
-    type=int,
-    default=18,
-    show_default=True,
-    help="ONNX opset; below 18 the TorchScript exporter is used (dynamo emits 18+).",
-)
-@click.option(
-    "--no-constant-folding",
-    is_flag=True,
-    help="Keep the graph as written (BatchNormalization stays); prefers the TorchScript exporter.",
-)
-@click.option(
-    "--exporter",
-    type=click.Choice(["auto", "dynamo", "torchscript"]),
-    default="auto",
-    show_default=True,
-    help="auto: dynamo first, the TorchScript exporter as a fallback.",
-)
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance (absolute).")
-@click.option("--rtol", type=float, default=0.0, show_default=True, help="Parity tolerance (relative).")
-@click.option(
-    "--calibration-data",
-    type=click.Path(path_type=Path),
-    help="Real inputs for the parity check (.npy/.npz/dir); default: seeded random inputs.",
-)
-@output_options
+@stage_options("export", ExportConfig, FLAGS)
 def command(
-    model: str,
-    output: Path,
-    weights: str | None,
-    inputs: tuple[str, ...],
-    outputs: tuple[str, ...],
-    static: bool,
-    opset: int,
-    no_constant_folding: bool,
-    exporter: str,
-    atol: float,
-    rtol: float,
-    calibration_data: Path | None,
+    model: str, output: Path, weights: str | None, calibration_data: Path | None, config: ExportConfig
 ) -> None:
     """Export MODEL to ONNX and check it against torch on ONNX Runtime.
 
@@ -86,26 +57,18 @@ def command(
 
     Exit codes: 0 exported and parity held, 1 parity above --atol, 2 bad input.
     """
-    from pipeline.api import load_artifact, run_single
-    from pipeline.config import from_dict
-    from pipeline.stage import DataPaths
-    from pipeline.stages.export import ExportConfig
+    from trtforge.pipeline.api import load_artifact, run_stage
+    from trtforge.pipeline.stage import DataPaths
 
-    raw: dict[str, Any] = {
-        "inputs": list(inputs),
-        "outputs": list(outputs),
-        "static": static,
-        "opset": opset,
-        "do_constant_folding": not no_constant_folding,
-        "exporter": exporter,
-        "atol": atol,
-        "rtol": rtol,
-    }
-    cfg = from_dict(ExportConfig, raw, "export")
     artifact = load_artifact(model, weights)
     with progress_bar() as progress:
-        result = run_single(
-            "export", cfg, artifact, output, data=DataPaths(calibration=calibration_data), progress=progress
+        result = run_stage(
+            "export",
+            config,
+            artifact,
+            output,
+            data=DataPaths(calibration=calibration_data),
+            progress=progress,
         )
     metrics = dict(result.metrics)
     iospec = result.artifact.iospec.to_dict() if result.artifact.iospec else {}
@@ -114,9 +77,9 @@ def command(
         "sha256": result.artifact.sha256,
         "io": iospec,
         "metrics": metrics,
-        "gates": [g.to_dict() for g in result.gates],
+        "gates": gates_table(result),
     }
-    emit(data, lambda: _print(model, data, cfg.atol))
+    emit(data, lambda: _print(model, data, config.atol))
     fail_on_gates(result)
 
 

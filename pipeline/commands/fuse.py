@@ -7,66 +7,36 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, fail_on_gates, output_options, progress_bar
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, model_payload, progress_bar
+from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
+from trtforge.pipeline.stages.fuse import FuseConfig
+
+#: help and flag names of the fuse stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "fold_constants": Flag("Evaluate nodes whose inputs are all constants."),
+    "fold_batchnorm": Flag("Fold BatchNormalization into the Conv/ConvTranspose/Gemm before it."),
+    "matmul_add_to_gemm": Flag("Turn 2-D MatMul + constant Add into Gemm."),
+    "remove_identity": Flag("Remove Identity and inference-mode Dropout."),
+    "simplify_shapes": Flag("Replace Shape->Gather->Concat Reshape targets by constants."),
+    "use_onnxslim": Flag(
+        "Finish with onnxslim (CSE, its other fusions).", decls=("--onnxslim/--no-onnxslim",)
+    ),
+    "atol": Flag("Parity gate, absolute tolerance: |fused - input| <= atol + rtol * |input|."),
+    "rtol": Flag("Parity gate, relative tolerance (see --atol)."),
+    "parity_batches": Flag("Batches of inputs the parity check runs."),
+    "seed": Flag("Seed of the random parity inputs."),
+}
 
 
 @click.command("fuse")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Fused .onnx to write.")
-@click.option(
-    "--fold-constants/--no-fold-constants",
-    default=True,
-    show_default=True,
-    help="Evaluate nodes whose inputs are all constants.",
-)
-@click.option(
-    "--fold-batchnorm/--no-fold-batchnorm",
-    default=True,
-    show_default=True,
-    help="Fold BatchNormalization into the Conv/ConvTranspose/Gemm before it.",
-)
-@click.option(
-    "--matmul-add-to-gemm/--no-matmul-add-to-gemm",
-    default=True,
-    show_default=True,
-    help="Turn 2-D MatMul + constant Add into Gemm.",
-)
-@click.option(
-    "--remove-identity/--no-remove-identity",
-    default=True,
-    show_default=True,
-    help="Remove Identity and inference-mode Dropout.",
-)
-@click.option(
-    "--simplify-shapes/--no-simplify-shapes",
-    default=True,
-    show_default=True,
-    help="Replace Shape->Gather->Concat Reshape targets by constants.",
-)
-@click.option(
-    "--onnxslim/--no-onnxslim",
-    "use_onnxslim",
-    default=True,
-    show_default=True,
-    help="Finish with onnxslim (CSE, its other fusions).",
-)
-@click.option(
-    "--atol",
-    type=float,
-    default=1e-4,
-    show_default=True,
-    help="Parity gate: largest allowed absolute difference to the input model.",
-)
-@click.option(
+@model_and_output("Fused .onnx to write.")
+@data_option(
     "--validation-data",
-    type=click.Path(path_type=Path),
-    help="Inputs for the parity check (.npy, .npz keyed by input name, or a directory); "
+    "Inputs for the parity check (.npy, .npz keyed by input name, or a directory); "
     "default: seeded random inputs.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random parity inputs.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved stage config and exit.")
-@output_options
-def command(model: Path, output: Path, validation_data: Path | None, dry_run: bool, **flags: Any) -> None:
+@stage_options("fuse", FuseConfig, FLAGS)
+def command(model: Path, output: Path, validation_data: Path | None, config: FuseConfig) -> None:
     """Optimise MODEL's graph and write it to OUTPUT (MODEL itself is never changed).
 
     \b
@@ -75,39 +45,18 @@ def command(model: Path, output: Path, validation_data: Path | None, dry_run: bo
     into Conv/ConvTranspose/Gemm, then onnxslim. Prints nodes per op type before
     and after, and the parity against MODEL on ONNX Runtime CPU.
 
-    Exit codes: 0 ok, 1 parity above --atol, 2 bad input.
+    Exit codes: 0 ok, 1 parity gate failed (|fused - input| > atol + rtol * |input|), 2 bad input.
     """
-    from pipeline.api import run_single
-    from pipeline.config import from_dict, to_dict
-    from pipeline.errors import InputError
-    from pipeline.stage import DataPaths
-    from pipeline.stages.fuse import FuseConfig
+    from trtforge.pipeline.api import run_stage
+    from trtforge.pipeline.stage import DataPaths
 
-    cfg = from_dict(FuseConfig, flags, "fuse")
-    if dry_run:
-        emit({"stage": "fuse", "config": to_dict(cfg)}, lambda: _print_config(to_dict(cfg)))
-        return
-    if output.resolve() == model.resolve():
-        raise InputError(f"{output}: the output would overwrite the input model; choose another -o")
     with progress_bar() as progress:
-        result = run_single(
-            "fuse", cfg, model, output, data=DataPaths(validation=validation_data), progress=progress
+        result = run_stage(
+            "fuse", config, model, output, data=DataPaths(validation=validation_data), progress=progress
         )
-    payload = {
-        "output": str(output),
-        "modified": result.modified,
-        **dict(result.metrics),
-        "gates": [g.to_dict() for g in result.gates],
-    }
+    payload = model_payload(output, result)
     emit(payload, lambda: _print_summary(payload))
     fail_on_gates(result)
-
-
-def _print_config(config: dict[str, Any]) -> None:
-    out = console()
-    out.print('[[stage]]\ntype = "fuse"', markup=False)
-    for key, value in config.items():
-        out.print(f"{key} = {str(value).lower() if isinstance(value, bool) else value}", markup=False)
 
 
 def _print_summary(payload: dict[str, Any]) -> None:

@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, output_options
+from trtforge.pipeline.commands._common import console, emit, output_options
 
 
 def describe() -> list[dict[str, Any]]:
-    from plugins.registry import list_plugins
+    from trtforge.plugins.registry import list_plugins
 
     return [
         {

@@ -7,111 +7,51 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, fail_on_gates, output_options, progress_bar
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, model_payload, progress_bar
+from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
+from trtforge.pipeline.stages.prune import PruneConfig
 
-
-def _group_ratios(values: tuple[str, ...]) -> dict[str, float]:
-    from pipeline.errors import ConfigError
-
-    out = {}
-    for text in values:
-        key, sep, ratio = text.partition("=")
-        try:
-            out[key] = float(ratio)
-        except ValueError:
-            sep = ""
-        if not sep or not key:
-            raise ConfigError(
-                f"--group-ratio {text!r} is not of the form GROUP=RATIO, e.g. g3=0.25 or conv1=0.25"
-            )
-    return out
+#: help and flag names of the prune stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "ratio": Flag("Fraction of each channel group to remove, in [0, 1)."),
+    "scope": Flag("group: --ratio of every group; global: --ratio of all channels, ranked across groups."),
+    "criterion": Flag(
+        "Importance: weight magnitude, BatchNorm scale, or mean |activation| on --calibration-data."
+    ),
+    "max_ratio_per_layer": Flag("Never remove more than this fraction of one group."),
+    "round_to": Flag("Keep channel counts multiples of this (tensor-core friendly); 1 to disable."),
+    "skip": Flag("Layers (node names, wildcards allowed) never to prune."),
+    "group_ratios": Flag(
+        "Per-group ratio GROUP=RATIO (group id or layer name), e.g. g3=0.25.",
+        decls=("--group-ratio",),
+        metavar="GROUP=RATIO",
+    ),
+    "lossless": Flag("Only remove channels that provably contribute nothing."),
+    "plan": Flag("Apply this reviewed plan (JSON)."),
+    "sparsity": Flag("Also prune Conv/Gemm/MatMul weights to 2:4 (TensorRT SPARSE_WEIGHTS)."),
+    "recover": Flag("Fine-tune by distillation against the unpruned model (no labels)."),
+    "train_data": Flag("Unlabeled inputs for --recover (.npy/.npz/dir); default: --calibration-data."),
+    "epochs": Flag("Recovery epochs (at most)."),
+    "max_seconds": Flag("Recovery time budget."),
+    "lr": Flag("Recovery learning rate (Adam)."),
+    "batch_size": Flag("Batch size for data passes."),
+    "stat_batches": Flag("Calibration batches for activation importance and the parity report."),
+    "lossless_atol": Flag("Parity tolerance of the lossless (dead-channel) check."),
+    "latency_runs": Flag("Timed runs per model of the before/after latency (0: skip it)."),
+}
 
 
 @click.command("prune")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Pruned .onnx to write.")
+@model_and_output("Pruned .onnx to write.")
 @click.option(
-    "--ratio",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="Fraction of each channel group to remove, in [0, 1).",
+    "--plan-out", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan (JSON) here."
 )
-@click.option(
-    "--scope",
-    type=click.Choice(["group", "global"]),
-    default="group",
-    show_default=True,
-    help="group: --ratio of every group; global: --ratio of all channels, ranked across groups.",
+@data_option(
+    "--calibration-data", "Inputs for activation importance and the parity report.", name="calibration"
 )
-@click.option(
-    "--criterion",
-    type=click.Choice(["l1", "l2", "bn", "activation"]),
-    default="l1",
-    show_default=True,
-    help="Importance: weight magnitude, BatchNorm scale, or mean |activation| on --calibration-data.",
-)
-@click.option(
-    "--max-ratio-per-layer",
-    type=float,
-    default=0.9,
-    show_default=True,
-    help="Never remove more than this fraction of one group.",
-)
-@click.option(
-    "--round-to",
-    type=int,
-    default=8,
-    show_default=True,
-    help="Keep channel counts multiples of this (tensor-core friendly); 1 to disable.",
-)
-@click.option(
-    "--skip", multiple=True, help="Layers (node names, wildcards allowed) never to prune; repeatable."
-)
-@click.option(
-    "--group-ratio",
-    "group_ratio",
-    multiple=True,
-    help="Per-group ratio GROUP=RATIO (group id or layer name); repeatable.",
-)
-@click.option("--lossless", is_flag=True, help="Only remove channels that provably contribute nothing.")
-@click.option("--plan", "plan", type=click.Path(path_type=Path), help="Apply this reviewed plan (JSON).")
-@click.option("--plan-out", type=click.Path(path_type=Path), help="Write the plan (JSON) here.")
-@click.option(
-    "--sparsity",
-    type=click.Choice(["none", "2:4"]),
-    default="none",
-    show_default=True,
-    help="Also prune Conv/Gemm/MatMul weights to 2:4 (TensorRT SPARSE_WEIGHTS).",
-)
-@click.option(
-    "--recover", is_flag=True, help="Fine-tune by distillation against the unpruned model (no labels)."
-)
-@click.option(
-    "--train-data",
-    type=click.Path(path_type=Path),
-    help="Unlabeled inputs for --recover (.npy/.npz/dir); default: --calibration-data.",
-)
-@click.option(
-    "--calibration-data",
-    "calibration",
-    type=click.Path(path_type=Path),
-    help="Inputs for activation importance and the parity report.",
-)
-@click.option("--epochs", type=int, default=10, show_default=True, help="Recovery epochs (at most).")
-@click.option("--max-seconds", type=float, default=300.0, show_default=True, help="Recovery time budget.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Recovery learning rate (Adam).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Batch size for data passes.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved stage config and exit.")
-@output_options
+@stage_options("prune", PruneConfig, FLAGS)
 def command(
-    model: Path,
-    output: Path,
-    plan_out: Path | None,
-    calibration: Path | None,
-    dry_run: bool,
-    group_ratio: tuple[str, ...],
-    **flags: Any,
+    model: Path, output: Path, plan_out: Path | None, calibration: Path | None, config: PruneConfig
 ) -> None:
     """Remove channels from MODEL and write OUTPUT (MODEL itself is never changed).
 
@@ -123,39 +63,20 @@ def command(
 
     Exit codes: 0 ok, 1 lossless parity failed, 2 bad input (or nothing prunable).
     """
-    from pipeline.api import run_single
-    from pipeline.config import from_dict, to_dict
-    from pipeline.errors import InputError
-    from pipeline.stage import DataPaths
-    from pipeline.stages.prune import PruneConfig
+    from trtforge.pipeline.api import run_stage
+    from trtforge.pipeline.stage import DataPaths
 
-    flags["group_ratios"] = _group_ratios(group_ratio)
-    flags = {k: v for k, v in flags.items() if v is not None}
-    flags["skip"] = list(flags.get("skip", ()))
-    cfg = from_dict(PruneConfig, {k: str(v) if isinstance(v, Path) else v for k, v in flags.items()}, "prune")
-    if dry_run:
-        emit({"stage": "prune", "config": to_dict(cfg)}, lambda: console().print(to_dict(cfg)))
-        return
-    if output.resolve() == model.resolve():
-        raise InputError(f"{output}: the output would overwrite the input model; choose another -o")
-    extras = {"plan.json": plan_out} if plan_out else None
     with progress_bar() as progress:
-        result = run_single(
+        result = run_stage(
             "prune",
-            cfg,
+            config,
             model,
             output,
             data=DataPaths(calibration=calibration),
-            extra_outputs=extras,
+            extra_outputs={"plan.json": plan_out} if plan_out else None,
             progress=progress,
         )
-    payload = {
-        "output": str(output),
-        "plan": str(plan_out) if plan_out else None,
-        "modified": result.modified,
-        **dict(result.metrics),
-        "gates": [g.to_dict() for g in result.gates],
-    }
+    payload = {"plan": str(plan_out) if plan_out else None, **model_payload(output, result)}
     emit(payload, lambda: _print_summary(payload))
     fail_on_gates(result)
 

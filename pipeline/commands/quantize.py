@@ -7,148 +7,69 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, fail_on_gates, output_options, progress_bar
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, gates_table, progress_bar
+from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
+from trtforge.pipeline.stages.quantize import QuantizeConfig
+
+#: help and flag names of the quantize stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "precision": Flag("INT8 Q/DQ, or FP16 with FP32 islands."),
+    "target": Flag("Who runs the model: Q/DQ placement and types follow it."),
+    "method": Flag("Activation range algorithm (weights: per-channel max)."),
+    "percentile": Flag("For --method percentile."),
+    "calibration": Flag(
+        ".npy/.npz/directory, an image directory (needs --preprocess) or package.module:function.",
+        decls=("--calibration-data",),
+    ),
+    "preprocess": Flag(
+        "Image preprocessing KEY=VALUE: size=224x224, layout=NCHW, color=RGB, scale=0.00392, "
+        "mean=0.485,0.456,0.406, std=0.229,0.224,0.225.",
+    ),
+    "num_samples": Flag("Calibration samples (default: all; more than the data holds: error)."),
+    "batch_size": Flag("Samples per calibration run."),
+    "accuracy_budget": Flag("e.g. top1:0.5%, cosine:0.999, maxabs@OUTPUT:0.05 (comma-separated)."),
+    "validation": Flag(
+        "Data (with 'labels' for top1) for the accuracy budget.", decls=("--validation-data",)
+    ),
+    "validation_samples": Flag("Samples of --validation-data the accuracy budget is checked on."),
+    "sensitivity": Flag("Per-layer sensitivity analysis: when the budget fails (auto), always, or never."),
+    "mixed_range_ratio": Flag(
+        "Keep a Concat's output float when its inputs' ranges are more than this many times apart."
+    ),
+    "trt_version": Flag("TensorRT version in the legacy cache header."),
+    "threads": Flag("ONNX Runtime intra-op threads."),
+    "reduce_range": Flag("7-bit activations (onnxruntime-cpu on CPUs without VNNI)."),
+    "measure_latency": Flag("Time the INT8 model against the FP32 one (ONNX Runtime CPU, 1 thread)."),
+    "plot": Flag("Plot the ranges of the worst-fitting tensors (ranges_worst.png; needs matplotlib)."),
+}
 
 
 @click.command("quantize")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Quantized .onnx to write."
-)
-@click.option(
-    "--calibration-data",
-    "calibration",
-    help=".npy/.npz/directory, an image directory (needs --preprocess) or package.module:function.",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["onnxruntime-cpu", "tensorrt"]),
-    default="onnxruntime-cpu",
-    show_default=True,
-    help="Who runs the model: Q/DQ placement and types follow it.",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["minmax", "entropy", "percentile", "mse"]),
-    default="percentile",
-    show_default=True,
-    help="Activation range algorithm (weights: per-channel max).",
-)
-@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
-@click.option("--precision", type=click.Choice(["int8", "fp16"]), default="int8", show_default=True)
-@click.option(
-    "--num-samples", type=int, help="Calibration samples (default: all; more than the data holds: error)."
-)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--accuracy-budget", help="e.g. top1:0.5%, cosine:0.999, maxabs@OUTPUT:0.05 (comma-separated).")
-@click.option(
-    "--validation-data", "validation", help="Data (with 'labels' for top1) for the accuracy budget."
-)
-@click.option("--validation-samples", type=int, default=512, show_default=True)
-@click.option(
-    "--sensitivity",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    show_default=True,
-    help="Per-layer sensitivity analysis: when the budget fails (auto), always, or never.",
-)
-@click.option(
-    "--preprocess",
-    "preprocess",
-    multiple=True,
-    help="Image preprocessing KEY=VALUE: size=224x224, layout=NCHW, color=RGB, scale=0.00392, "
-    "mean=0.485,0.456,0.406, std=0.229,0.224,0.225.",
-)
+@model_and_output("Quantized .onnx to write.")
 @click.option(
     "--cache-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     help="Directory for calibration_table.json, calibration.cache and ranges_worst.png "
     "(default: beside the output).",
 )
-@click.option(
-    "--trt-version", default="10.3.0", show_default=True, help="TensorRT version in the legacy cache header."
-)
-@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
-@output_options
-def command(
-    model: Path,
-    output: Path,
-    calibration: str | None,
-    target: str,
-    method: str,
-    percentile: float,
-    precision: str,
-    num_samples: int | None,
-    batch_size: int,
-    accuracy_budget: str | None,
-    validation: str | None,
-    validation_samples: int,
-    sensitivity: str,
-    preprocess: tuple[str, ...],
-    cache_dir: Path | None,
-    trt_version: str,
-    threads: int | None,
-) -> None:
+@stage_options("quantize", QuantizeConfig, FLAGS)
+def command(model: Path, output: Path, cache_dir: Path | None, config: QuantizeConfig) -> None:
     """Quantize MODEL to explicit INT8 Q/DQ for --target (or FP16 with --precision fp16).
 
     Exit codes: 0 done, 1 the accuracy budget could not be kept, 2 bad input.
     """
-    from pipeline.api import run_single
-    from pipeline.config import from_dict
-    from pipeline.stages.quantize import QuantizeConfig
+    from trtforge.pipeline.api import run_stage
 
-    raw: dict[str, Any] = {
-        "precision": precision,
-        "target": target,
-        "method": method,
-        "percentile": percentile,
-        "calibration": calibration,
-        "num_samples": num_samples,
-        "batch_size": batch_size,
-        "accuracy_budget": accuracy_budget,
-        "validation": validation,
-        "validation_samples": validation_samples,
-        "sensitivity": sensitivity,
-        "trt_version": trt_version,
-        "threads": threads,
-    }
-    if preprocess:
-        raw["preprocess"] = _parse_preprocess(preprocess)
-    cfg = from_dict(QuantizeConfig, raw, "quantize")
     where = cache_dir or output.parent
-    stem = output.stem
     extras = {
-        "calibration_table.json": where / f"{stem}.calibration_table.json",
-        "calibration.cache": where / f"{stem}.calibration.cache",
-        "ranges_worst.png": where / f"{stem}.ranges_worst.png",
+        name: where / f"{output.stem}.{name}"
+        for name in ("calibration_table.json", "calibration.cache", "ranges_worst.png")
     }
     with progress_bar() as progress:
-        result = run_single("quantize", cfg, model, output, extra_outputs=extras, progress=progress)
+        result = run_stage("quantize", config, model, output, extra_outputs=extras, progress=progress)
     metrics = {**dict(result.metrics), "output": str(output)}
-    emit({**metrics, "gates": [g.to_dict() for g in result.gates]}, lambda: _print(metrics))
+    emit({**metrics, "gates": gates_table(result)}, lambda: _print(metrics))
     fail_on_gates(result)
-
-
-def _parse_preprocess(items: tuple[str, ...]) -> dict[str, Any]:
-    from pipeline.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--preprocess {item!r}: expected KEY=VALUE, e.g. size=224x224")
-        try:
-            if key == "size":
-                out[key] = [int(v) for v in value.lower().split("x")]
-            elif key in ("mean", "std"):
-                out[key] = [float(v) for v in value.split(",")]
-            elif key == "scale":
-                out[key] = float(value)
-            else:
-                out[key] = value
-        except ValueError as exc:
-            raise ConfigError(f"--preprocess {item!r}: {value!r} is not a valid {key}") from exc
-    return out
 
 
 def _print(m: dict[str, Any]) -> None:

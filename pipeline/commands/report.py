@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands._common import emit, output_options
-from pipeline.errors import InputError
+from trtforge.pipeline.commands._common import emit, output_options
 
 
 @click.command("report")
@@ -15,15 +14,8 @@ from pipeline.errors import InputError
 @output_options
 def command(workdir: Path) -> None:
     """Rebuild WORKDIR/report.json and report.md from every WORKDIR/NN-<stage>/stage.json."""
-    from pipeline.validation.report import build_report, records_from_workdir, render_markdown, write_report
+    from trtforge.pipeline.api import report
+    from trtforge.pipeline.validation.report import render_markdown
 
-    if not workdir.is_dir():
-        raise InputError(f"{workdir}: not a work directory; pass the -w directory of a trtforge run")
-    records = records_from_workdir(workdir)
-    if not records:
-        raise InputError(
-            f"{workdir}: no finished stages (no NN-<stage>/stage.json); run `trtforge run` first"
-        )
-    report = build_report(workdir, records)
-    write_report(workdir, report)
-    emit(report, lambda: click.echo(render_markdown(report)))
+    data = report(workdir)
+    emit(data, lambda: click.echo(render_markdown(data)))

@@ -7,8 +7,15 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import SETTINGS, console, emit, output_options, progress_bar
-from pipeline.errors import ConfigError, GateFailed
+from trtforge.pipeline.commands._common import (
+    SETTINGS,
+    console,
+    emit,
+    output_options,
+    progress_bar,
+    toml_text,
+)
+from trtforge.pipeline.errors import ConfigError, GateFailed
 
 
 @click.command("run")
@@ -48,7 +55,7 @@ def command(
     a re-run skips unchanged stages. Writes WORKDIR/report.json and report.md. Exits 1 when a
     gate (parity, accuracy, latency) fails.
     """
-    from pipeline.runner import load_pipeline_config, pipeline_config_from_dict
+    from trtforge.pipeline.api import load_config
 
     overrides = {
         "model": model,
@@ -56,53 +63,43 @@ def command(
         "calibration_data": calibration_data,
         "validation_data": validation_data,
     }
+    if config is None and Path("trtforge.toml").is_file() and not stages:
+        config = Path("trtforge.toml")
     if config is not None:
         if stages:
             raise ConfigError(
                 "--stages is only for runs without a config file; edit the [[stage]] tables instead"
             )
-        cfg = load_pipeline_config(config, overrides)
+        cfg = load_config(config, overrides)
+    elif model and stages:
+        tables = {"pipeline": {}, "stage": [{"type": s.strip()} for s in stages.split(",") if s.strip()]}
+        cfg = load_config(tables, overrides)
     else:
-        if Path("trtforge.toml").is_file() and not stages:
-            cfg = load_pipeline_config(Path("trtforge.toml"), overrides)
-        elif model and stages:
-            raw = {
-                "pipeline": {"model": model},
-                "stage": [{"type": s.strip()} for s in stages.split(",") if s],
-            }
-            cfg = pipeline_config_from_dict(raw, Path.cwd(), "command line", overrides)
-        else:
-            raise ConfigError(
-                "no config: pass a trtforge.toml (e.g. examples/digits/trtforge.toml) "
-                "or --model M --stages export,fuse"
-            )
+        raise ConfigError(
+            "no config: pass a trtforge.toml (e.g. examples/digits/trtforge.toml) "
+            "or --model M --stages export,fuse"
+        )
     if dry_run:
         resolved = cfg.to_dict()
         if workdir is not None:
             resolved["pipeline"]["workdir"] = str(workdir)
-        emit(resolved, lambda: _print_toml(resolved))
+        emit(resolved, lambda: click.echo(toml_text(_tables(resolved))))
         return
     _run(cfg, workdir, force)
 
 
 def _run(cfg: Any, workdir: Path | None, force: bool) -> None:
-    from pipeline.runner import run_pipeline
-    from pipeline.validation.report import build_report, write_report
+    from trtforge.pipeline.api import run
 
     with progress_bar() as progress:
-        run = run_pipeline(cfg, workdir, force=force, progress=progress)
-    report = build_report(
-        run.workdir,
-        [s.record for s in run.stages],
-        {s.index: s.cached for s in run.stages},
-        cfg.to_dict(),
-        run.wall_s,
-    )
-    jpath, mpath = write_report(run.workdir, report)
-    emit(report, lambda: _print_summary(report, jpath, mpath))
-    if not report["passed"]:
-        failed = [f"{g['stage']}.{g['name']}" for g in report["gates"] if not g["passed"]]
-        raise GateFailed(f"gate failed: {', '.join(failed)}; see {mpath}")
+        result = run(cfg, workdir, force=force, progress=progress)
+    emit(result.report, lambda: _print_summary(result.report, result.report_json, result.report_md))
+    if not result.passed:
+        raise GateFailed(f"gate failed: {', '.join(result.failed_gates)}; see {result.report_md}")
+
+
+def _tables(resolved: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [("[pipeline]", resolved["pipeline"]), *(("[[stage]]", st) for st in resolved["stage"])]
 
 
 def _print_summary(report: dict[str, Any], jpath: Path, mpath: Path) -> None:
@@ -124,35 +121,12 @@ def _print_summary(report: dict[str, Any], jpath: Path, mpath: Path) -> None:
     con = console()
     con.print(table)
     final = report.get("final_artifact") or {}
-    from pipeline.validation.report import summary_lines
+    from trtforge.pipeline.validation.report import summary_lines
 
     for line in summary_lines(report.get("summary") or {}):
         con.print(line)
     con.print(f"final artifact: {final.get('path')}")
     con.print(f"report: {mpath} (JSON: {jpath}); wall time {report['wall_s']:.2f} s")
-
-
-def _print_toml(resolved: dict[str, Any]) -> None:
-    lines = ["[pipeline]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in resolved["pipeline"].items() if v is not None]
-    for st in resolved["stage"]:
-        lines += ["", "[[stage]]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in st.items() if v is not None]
-    click.echo("\n".join(lines))
-
-
-def _toml_value(v: Any) -> str:
-    import json
-
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))
 
 
 __all__ = ["SETTINGS", "command"]

@@ -7,77 +7,42 @@ from typing import Any
 
 import click
 
-from pipeline.commands._common import console, emit, fail_on_gates, output_options, progress_bar, warn
+from trtforge.pipeline.commands._common import console, emit, fail_on_gates, gates_table, progress_bar, warn
+from trtforge.pipeline.commands._options import Flag, data_option, model_argument, stage_options
+from trtforge.pipeline.stages.validate import ValidateConfig
+
+#: help and flag names of the validate stage's config fields (the options are generated in _options.py)
+FLAGS: dict[str, Flag] = {
+    "atol": Flag("Absolute tolerance (all outputs)."),
+    "rtol": Flag("Relative tolerance (all outputs)."),
+    "tolerances": Flag("TOML file with per-output tolerances: [outputs.NAME] atol = .. rtol = .."),
+    "metric": Flag("Task metric: top1 = argmax agreement over the last axis (classifiers)."),
+    "min_top1": Flag("Minimum top-1 agreement."),
+    "metric_output": Flag("Output the metric reads (default: the first output)."),
+    "random_data": Flag(
+        "Without --data: use seeded random inputs (flagged in the output; says little about accuracy)."
+    ),
+    "max_samples": Flag("Compare at most this many samples."),
+    "batch_size": Flag("Samples per run (a static batch size in the model wins)."),
+    "threads": Flag("ONNX Runtime intra-op threads (default: all cores)."),
+    "seed": Flag("Seed of --random-data."),
+    "elementwise": Flag(
+        "Gate on the element-wise tolerance; --no-elementwise reports it only (compressed models)."
+    ),
+    "min_cosine": Flag("Gate: every output's cosine similarity >= this."),
+    "max_accuracy_drop": Flag("Gate: label accuracy drop <= this fraction (needs labels)."),
+}
 
 
 @click.command("validate")
-@click.argument("reference", type=click.Path(path_type=Path))
-@click.argument("candidate", type=click.Path(path_type=Path))
-@click.option(
+@model_argument("reference")
+@model_argument("candidate")
+@data_option(
     "--data",
-    type=click.Path(path_type=Path),
-    help="Real inputs: .npy (one input), .npz keyed by input name (may carry 'labels'), or a directory.",
+    "Real inputs: .npy (one input), .npz keyed by input name (may carry 'labels'), or a directory.",
 )
-@click.option(
-    "--random-data",
-    is_flag=True,
-    help="Without --data: use seeded random inputs (flagged in the output; says little about accuracy).",
-)
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance (all outputs).")
-@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance (all outputs).")
-@click.option(
-    "--tolerances",
-    type=click.Path(path_type=Path),
-    help="TOML file with per-output tolerances: [outputs.NAME] atol = .. rtol = ..",
-)
-@click.option(
-    "--metric",
-    type=click.Choice(["none", "top1"]),
-    default="none",
-    show_default=True,
-    help="Task metric: top1 = argmax agreement over the last axis (classifiers).",
-)
-@click.option("--min-top1", type=float, default=0.99, show_default=True, help="Minimum top-1 agreement.")
-@click.option("--metric-output", help="Output the metric reads (default: the first output).")
-@click.option("--max-samples", type=int, help="Compare at most this many samples.")
-@click.option(
-    "--batch-size",
-    type=int,
-    default=32,
-    show_default=True,
-    help="Samples per run (a static batch size in the model wins).",
-)
-@click.option("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores).")
-@click.option(
-    "--elementwise/--no-elementwise",
-    default=True,
-    help="Gate on the element-wise tolerance; --no-elementwise reports it only (compressed models).",
-)
-@click.option("--min-cosine", type=float, help="Gate: every output's cosine similarity >= this.")
-@click.option(
-    "--max-accuracy-drop", type=float, help="Gate: label accuracy drop <= this fraction (needs labels)."
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random-data.")
-@output_options
-def command(
-    reference: Path,
-    candidate: Path,
-    data: Path | None,
-    random_data: bool,
-    atol: float,
-    rtol: float,
-    tolerances: Path | None,
-    metric: str,
-    min_top1: float,
-    metric_output: str | None,
-    max_samples: int | None,
-    batch_size: int,
-    threads: int | None,
-    seed: int,
-    elementwise: bool,
-    min_cosine: float | None,
-    max_accuracy_drop: float | None,
-) -> None:
+@stage_options("validate", ValidateConfig, FLAGS)
+def command(reference: Path, candidate: Path, data: Path | None, config: ValidateConfig) -> None:
     """Compare CANDIDATE's outputs with REFERENCE's on real data.
 
     ONNX models run on ONNX Runtime CPU; a TensorRT engine (.engine/.plan/.trt, with the
@@ -95,50 +60,28 @@ def command(
     Exit codes: 0 passed, 1 a check failed, 2 bad input (missing data: pass --data or --random-data),
     3 an engine was given where TensorRT or a GPU is missing.
     """
-    from pipeline.api import load_artifact, run_single
-    from pipeline.artifact import Artifact
-    from pipeline.backends.tensorrt import is_engine_path
-    from pipeline.config import from_dict
-    from pipeline.stage import DataPaths
-    from pipeline.stages.validate import ValidateConfig
+    from trtforge.pipeline.api import run_stage
+    from trtforge.pipeline.stage import DataPaths
 
-    raw: dict[str, Any] = {
-        "atol": atol,
-        "rtol": rtol,
-        "tolerances": tolerances,
-        "metric": metric,
-        "min_top1": min_top1,
-        "metric_output": metric_output,
-        "random_data": random_data,
-        "max_samples": max_samples,
-        "batch_size": batch_size,
-        "threads": threads,
-        "seed": seed,
-        "elementwise": elementwise,
-        "min_cosine": min_cosine,
-        "max_accuracy_drop": max_accuracy_drop,
-    }
-    cfg = from_dict(ValidateConfig, raw, "validate")
-    ref = load_artifact(reference) if is_engine_path(reference) else Artifact.from_onnx_path(reference)
-    if data is None and random_data:
+    if data is None and config.random_data:
         warn(_random_warning())
     with progress_bar() as progress:
-        result = run_single(
+        result = run_stage(
             "validate",
-            cfg,
+            config,
             candidate,
             None,
             data=DataPaths(validation=data),
-            reference=ref,
+            reference=reference,
             progress=progress,
         )
     metrics = dict(result.metrics)
-    emit({**metrics, "gates": [g.to_dict() for g in result.gates]}, lambda: _print(metrics, candidate))
+    emit({**metrics, "gates": gates_table(result)}, lambda: _print(metrics, candidate))
     fail_on_gates(result)
 
 
 def _random_warning() -> str:
-    from pipeline.validation.feeds import RANDOM_DATA_WARNING
+    from trtforge.pipeline.validation.feeds import RANDOM_DATA_WARNING
 
     return RANDOM_DATA_WARNING
 

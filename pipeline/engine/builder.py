@@ -18,10 +18,10 @@ from typing import Any
 
 import onnx
 
-from pipeline.engine.cache import load_timing_cache, save_timing_cache
-from pipeline.engine.profiles import ShapeProfile
-from pipeline.engine.version import is_trt10, parse_version
-from pipeline.errors import InputError, MissingDependencyError, StageError
+from trtforge.pipeline.engine.cache import load_timing_cache, save_timing_cache
+from trtforge.pipeline.engine.profiles import ShapeProfile
+from trtforge.pipeline.engine.version import is_trt10, parse_version
+from trtforge.pipeline.errors import InputError, MissingDependencyError, StageError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _make_logger(trt: Any) -> Any:
         sev.VERBOSE: logging.DEBUG,
     }
 
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
@@ -97,7 +97,7 @@ def _register_plugins(trt: Any, names: Sequence[str]) -> None:
             f"the model uses plugins ({', '.join(names)}) which need tensorrt.plugin from TensorRT 10.6+; "
             f"this machine has TensorRT {trt.__version__}"
         )
-    from plugins.registry import list_plugins
+    from trtforge.plugins.registry import list_plugins
 
     for plugin in list_plugins():
         if plugin.trt_id in names:
@@ -153,7 +153,7 @@ def _cache_calibrator_trt10(trt: Any, cache: bytes) -> Any:
     """A calibrator that only replays a calibration cache (no data): TensorRT reads the cache and skips
     calibration, since its header names the same algorithm (EntropyCalibration2)."""
 
-    class _CacheCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class _CacheCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
 
@@ -189,7 +189,7 @@ def build_engine(trt: Any, onnx_path: Path, source: Path, out: Path, opts: TrtBu
     ``source`` is the user's model path, named in error messages (``onnx_path`` may be a copy
     prepared for plugins).
     """
-    from pipeline.onnx_io import write_bytes_atomic
+    from trtforge.pipeline.onnx_io import write_bytes_atomic
 
     start = time.perf_counter()
     _register_plugins(trt, opts.plugins)
@@ -214,10 +214,10 @@ def build_engine(trt: Any, onnx_path: Path, source: Path, out: Path, opts: TrtBu
 
 def prepare_onnx(model: onnx.ModelProto, src: Path, work_dir: Path) -> Path:
     """The file TensorRT parses: ``src`` itself, or a copy whose plugin nodes name their namespace."""
-    from plugins.registry import custom_nodes, for_tensorrt
+    from trtforge.plugins.registry import custom_nodes, for_tensorrt
 
     if not custom_nodes(model):
         return src
-    from pipeline.onnx_io import save_onnx
+    from trtforge.pipeline.onnx_io import save_onnx
 
     return save_onnx(for_tensorrt(model), work_dir / "for_tensorrt.onnx")

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.env import GpuInfo
-from pipeline.engine.version import parse_version
+from trtforge.pipeline.engine.env import GpuInfo
+from trtforge.pipeline.engine.version import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def load_timing_cache(path: Path) -> bytes:
 
 def save_timing_cache(path: Path, data: bytes) -> None:
     """Write the timing cache atomically (concurrent builds never see a half-written file)."""
-    from pipeline.onnx_io import write_bytes_atomic
+    from trtforge.pipeline.onnx_io import write_bytes_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, data)

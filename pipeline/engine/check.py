@@ -1,4 +1,4 @@
-"""``python -m pipeline.engine.check ENGINE [--onnx MODEL]``: is ENGINE ready to run on this machine?
+"""``python -m trtforge.pipeline.engine.check ENGINE [--onnx MODEL]``: is ENGINE ready to run on this machine?
 
 Exit 0: it matches this GPU and TensorRT version (and MODEL's hash, when given); 1: it is missing,
 stale or built for another GPU/TensorRT, so rebuild it; 3: no GPU or no TensorRT here. Used by the
@@ -12,14 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.errors import TrtforgeError
+from trtforge.pipeline.errors import TrtforgeError
 
 
 def engine_status(engine_path: Path, onnx: Path | None = None) -> str | None:
     """None when ``engine_path`` can run here (for ``onnx``); otherwise why it must be rebuilt."""
-    from pipeline.artifact import sha256_model_files
-    from pipeline.engine.env import require_trt_env
-    from pipeline.engine.metadata import incompatibility, metadata_path, read_metadata
+    from trtforge.pipeline.artifact import sha256_model_files
+    from trtforge.pipeline.engine.env import require_trt_env
+    from trtforge.pipeline.engine.metadata import incompatibility, metadata_path, read_metadata
 
     if not engine_path.is_file() or not metadata_path(engine_path).is_file():
         return f"{engine_path}: no engine (or no {metadata_path(engine_path).name}) yet"
@@ -31,7 +31,7 @@ def engine_status(engine_path: Path, onnx: Path | None = None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argp = argparse.ArgumentParser(prog="python -m pipeline.engine.check", description=__doc__)
+    argp = argparse.ArgumentParser(prog="python -m trtforge.pipeline.engine.check", description=__doc__)
     argp.add_argument("engine_path", metavar="ENGINE", type=Path)
     argp.add_argument("--onnx", type=Path, help="the model the engine must have been built from")
     args = argp.parse_args(argv)

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import MissingDependencyError
+from trtforge.pipeline.errors import MissingDependencyError
 
 TRT_INSTALL_HINT = (
     "install TensorRT from NVIDIA's index "
@@ -100,7 +100,7 @@ def require_trt_env(purpose: str = "building a TensorRT engine", device: int = 0
         raise MissingDependencyError(
             f"{purpose}: tensorrt does not import ({exc}); {TRT_INSTALL_HINT}"
         ) from exc
-    from pipeline.engine.version import check_supported
+    from trtforge.pipeline.engine.version import check_supported
 
     check_supported(trt.__version__)
     return trt, gpu

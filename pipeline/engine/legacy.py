@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.engine.version import parse_version
-from pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.engine.version import parse_version
+from trtforge.pipeline.errors import ConfigError, InputError
 
 ALGORITHM = "EntropyCalibration2"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import onnx
 
-from pipeline.engine.env import GpuInfo
-from pipeline.engine.version import parse_version
-from pipeline.errors import InputError
+from trtforge.pipeline.engine.env import GpuInfo
+from trtforge.pipeline.engine.version import parse_version
+from trtforge.pipeline.errors import InputError
 
 METADATA_SUFFIX = ".json"
 FORMAT_VERSION = 1
@@ -69,7 +69,7 @@ def metadata_path(engine_path: str | Path) -> Path:
 
 
 def write_metadata(engine_path: str | Path, meta: EngineMetadata) -> Path:
-    from pipeline.workspace import write_json_atomic
+    from trtforge.pipeline.workspace import write_json_atomic
 
     path = metadata_path(engine_path)
     write_json_atomic(path, meta.to_dict())

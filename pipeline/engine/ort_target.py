@@ -3,7 +3,8 @@ it was optimized with, so a CPU (or CUDA) host gets a ready artifact from the sa
 
 ONNX Runtime writes the graph it will actually run through ``SessionOptions.optimized_model_filepath``;
 we use that rather than re-implementing its fusions. The optimized graph is then loaded again with
-optimizations off and compared with the input model on a random feed (a smoke parity check; the
+optimizations off and compared with the input model on a random feed under the one parity rule of
+``pipeline.validation.rule`` (a smoke parity check, the build stage's ``build_parity`` gate; the
 ``validate`` stage does the real one on data).
 """
 
@@ -14,15 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
-from pipeline.errors import InputError, MissingDependencyError, StageError, first_line
+from trtforge.common.ort import SessionConfig, create_session
+from trtforge.pipeline.errors import InputError, MissingDependencyError, StageError
+from trtforge.pipeline.validation.rule import ParityCheck
+from trtforge.pipeline.validation.selfcheck import SelfCheckResult
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
 OPT_LEVELS = ("basic", "extended", "all")
+#: the smoke parity check of the optimized model: one batch of one seeded random sample
+SMOKE_CHECK = ParityCheck(data=(), batches=1, random_batch=1)
 
 
 @dataclass(frozen=True)
@@ -31,27 +36,13 @@ class OrtBuildOptions:
     opt_level: str = "extended"  # basic | extended | all (all adds layout changes tied to this CPU)
     model_format: str = "onnx"  # onnx | ort
     threads: int | None = None
+    check: ParityCheck = SMOKE_CHECK
 
 
-def _session_options(opts: OrtBuildOptions, optimized_path: Path | None, level: str) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    if opts.threads:
-        so.intra_op_num_threads = opts.threads
-        so.inter_op_num_threads = 1
-    if optimized_path is not None:
-        so.optimized_model_filepath = str(optimized_path)
-        if opts.model_format == "ort":
-            so.add_session_config_entry("session.save_model_format", "ORT")
-    so.log_severity_level = 3
-    return so
+def _config(opts: OrtBuildOptions, level: str, **extra: Any) -> SessionConfig:
+    return SessionConfig(
+        providers=tuple(_providers(opts)), intra_op_threads=opts.threads, graph_optimization=level, **extra
+    )
 
 
 def _providers(opts: OrtBuildOptions) -> list[str]:
@@ -69,46 +60,28 @@ def _providers(opts: OrtBuildOptions) -> list[str]:
     return wanted
 
 
-def _model_bytes(model: onnx.ModelProto, so: Any) -> bytes:
-    """Serialized model ready for ORT; custom-op plugins run through onnxruntime-extensions."""
-    from plugins.registry import custom_nodes
-
-    if not custom_nodes(model):
-        return model.SerializeToString()
-    from plugins.ort import PluginRuntimeError, _extensions, for_onnxruntime
-
-    try:
-        prepared = for_onnxruntime(model)
-        so.register_custom_ops_library(_extensions().get_library_path())
-    except PluginRuntimeError as exc:
-        raise InputError(str(exc)) from exc
-    return prepared.SerializeToString()
-
-
-def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> dict[str, Any]:
-    """Write the optimized model for ``src`` to ``out``; return the record of how (for ``OUT.json``)."""
+def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> tuple[dict[str, Any], SelfCheckResult]:
+    """Write the optimized model for ``src`` to ``out``; return the record of how (for ``OUT.json``)
+    and the smoke parity of the optimized model against the input."""
     import onnxruntime as ort
 
-    from pipeline.artifact import IOSpec, sha256_model_files
-    from pipeline.backends.onnxruntime import random_feed
-    from pipeline.onnx_io import load_onnx
+    from trtforge.pipeline.artifact import IOSpec, sha256_model_files
+    from trtforge.pipeline.onnx_io import load_onnx
 
     if opts.opt_level not in OPT_LEVELS:
         raise InputError(f"ORT optimization level {opts.opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
     model = load_onnx(src)
     providers = _providers(opts)
-    so = _session_options(opts, out, opts.opt_level)
-    data = _model_bytes(model, so)
-    try:
-        ort.InferenceSession(data, so, providers=providers)
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        first = first_line(exc)
-        raise InputError(f"{src}: ONNX Runtime cannot load it: {first}") from exc
+    saving = {"session.save_model_format": "ORT"} if opts.model_format == "ort" else {}
+    create_session(
+        model,
+        _config(opts, opts.opt_level, optimized_model_path=out, config_entries=saving),
+        source=str(src),
+    )
     if not out.is_file():
         raise StageError(f"ONNX Runtime wrote no optimized model to {out}")
-    feed = random_feed(IOSpec.from_onnx(model).inputs, batch=1)
-    diff = _parity(model, out, feed, opts, providers)
-    return {
+    parity = _parity(model, out, IOSpec.from_onnx(model).inputs, opts)
+    record = {
         "onnxruntime_version": ort.__version__,
         "providers": providers,
         "format": opts.model_format,
@@ -123,7 +96,8 @@ def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> dict[str, An
         "output_sha256": sha256_model_files(out),
         "nodes_before": len(model.graph.node),
         "nodes_after": _count_nodes(out, opts.model_format),
-        "smoke_max_abs_diff": diff,
+        "smoke_max_abs_diff": parity.max_abs,
+        "smoke_parity": parity.to_dict(),
         "load_graph_optimization_level": "disable" if opts.opt_level == "all" else "all",
         "note": (
             "load with the same ONNX Runtime version and provider. Below 'all', keep graph optimizations at "
@@ -131,10 +105,11 @@ def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> dict[str, An
             "already has them (it is then tied to this kind of CPU) and loads with optimizations disabled"
         ),
     }
+    return record, parity
 
 
 def _has_custom(model: onnx.ModelProto) -> bool:
-    from plugins.registry import custom_nodes
+    from trtforge.plugins.registry import custom_nodes
 
     return bool(custom_nodes(model))
 
@@ -145,30 +120,14 @@ def _count_nodes(path: Path, model_format: str) -> int | None:
     return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 
-def _parity(
-    model: onnx.ModelProto,
-    out: Path,
-    feed: dict[str, np.ndarray],
-    opts: OrtBuildOptions,
-    providers: list[str],
-) -> float:
-    """Max abs difference between the input model and the optimized one on ``feed``."""
-    import onnxruntime as ort
+def _parity(model: onnx.ModelProto, out: Path, specs: Any, opts: OrtBuildOptions) -> SelfCheckResult:
+    """The optimized model against the input model on ``opts.check``'s random feed (both unoptimized)."""
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.validation.selfcheck import compare_runners
 
-    ref_so = _session_options(opts, None, "disable")
-    ref = ort.InferenceSession(_model_bytes(model, ref_so), ref_so, providers=providers)
-    opt_so = _session_options(opts, None, "disable")
-    if opts.model_format == "ort":
-        opt_so.add_session_config_entry("session.load_model_format", "ORT")
-    if _has_custom(model):
-        from plugins.ort import _extensions
-
-        opt_so.register_custom_ops_library(_extensions().get_library_path())
-    got = ort.InferenceSession(str(out), opt_so, providers=providers)
-    a = ref.run(None, feed)
-    b = got.run(None, feed)
-    diffs = [
-        float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
-        for x, y in zip(a, b, strict=True)
-    ]
-    return max(diffs, default=0.0)
+    ref = OrtRunner(model, _config(opts, "disable"), name="the input model")
+    loading = {"session.load_model_format": "ORT"} if opts.model_format == "ort" else {}
+    custom = _has_custom(model)  # an .ort file cannot be inspected for plugin nodes: say so
+    got = OrtRunner(out, _config(opts, "disable", config_entries=loading, extensions_library=custom))
+    source, feeds = opts.check.feeds(specs, {})
+    return compare_runners(ref.load(), got.load(), feeds, opts.check, source)

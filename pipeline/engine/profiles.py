@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.artifact import IOSpec, TensorSpec
-from pipeline.errors import ConfigError
+from trtforge.pipeline.artifact import IOSpec, TensorSpec
+from trtforge.pipeline.errors import ConfigError
 
 Shape = tuple[int, ...]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.errors import ConfigError, MissingDependencyError
+from trtforge.pipeline.errors import ConfigError, MissingDependencyError
 
 SUPPORTED_MAJORS = (10, 11)
 

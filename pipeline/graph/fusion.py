@@ -17,28 +17,17 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
-from pipeline.graph.rules import _library as lib
-from pipeline.graph.rules._base import Rejection, Rule, apply_rule
-from pipeline.graph.rules.fold_bn_into_conv import FoldBatchNormIntoConv
-from pipeline.graph.rules.fold_bn_into_conv_transpose import FoldBatchNormIntoConvTranspose
-from pipeline.graph.rules.fold_bn_into_gemm import FoldBatchNormIntoGemm
-from pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
-from pipeline.graph.rules.remove_dropout import RemoveDropout
-from pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
+from trtforge.pipeline.graph.options import FusionOptions
+from trtforge.pipeline.graph.rules import _library as lib
+from trtforge.pipeline.graph.rules._base import Rejection, Rule, apply_rule
+from trtforge.pipeline.graph.rules.fold_bn_into_conv import FoldBatchNormIntoConv
+from trtforge.pipeline.graph.rules.fold_bn_into_conv_transpose import FoldBatchNormIntoConvTranspose
+from trtforge.pipeline.graph.rules.fold_bn_into_gemm import FoldBatchNormIntoGemm
+from trtforge.pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
+from trtforge.pipeline.graph.rules.remove_dropout import RemoveDropout
+from trtforge.pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FusionOptions:
-    """Which passes run (the fuse stage's config carries the same switches)."""
-
-    fold_constants: bool = True
-    fold_batchnorm: bool = True
-    matmul_add_to_gemm: bool = True
-    remove_identity: bool = True
-    simplify_shapes: bool = True
-    use_onnxslim: bool = True
 
 
 @dataclass(frozen=True)

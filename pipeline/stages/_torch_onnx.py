@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.deps import require
-from pipeline.errors import InputError
-from pipeline.stages._torch_source import TorchModel
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.stages._torch_source import TorchModel
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _torchscript(job: ExportJob) -> Any:
     if model.kind == "exported":
         base: Any = torch.nn.Module
 
-        class Traceable(base):
+        class Traceable(base):  # type: ignore[misc]  # torch.nn.Module is untyped here
             """``program.module()`` refuses ``train()``, which the TorchScript exporter calls."""
 
             def __init__(self, inner: Any) -> None:

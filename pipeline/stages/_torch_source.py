@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.artifact import Artifact, sha256_file
-from pipeline.deps import require
-from pipeline.errors import InputError
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, sha256_file
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import InputError
 
 
 @dataclass
@@ -64,7 +64,7 @@ def torch_artifact(model: str, weights: str | None = None) -> Artifact:
             raise InputError(f"{w}: weights file not found; pass a state_dict saved with torch.save")
         h.update(sha256_file(w).encode())
     source = {"source": "torch", "model": spec, "weights": weights}
-    return Artifact(path=Path(spec), kind="torch", sha256=h.hexdigest(), provenance=(source,))
+    return Artifact(path=Path(spec), kind=ArtifactKind.TORCH, sha256=h.hexdigest(), provenance=(source,))
 
 
 @contextlib.contextmanager

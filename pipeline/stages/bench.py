@@ -1,19 +1,25 @@
 """The ``bench`` stage: latency of the current model, and its ratio to the reference.
 
 ONNX models run on ONNX Runtime CPU, a TensorRT engine on its GPU (wall time, plus the GPU time of
-each run). Both models are timed interleaved in one process (see ``pipeline.validation.throughput``). The
-model passes through unchanged. Optional gate ``latency_ratio``: fails when the current model's
+each run). Both models are timed interleaved in one process by :func:`measure`, which ``trtforge bench``
+(``pipeline.api.bench``) uses too; the loop itself is ``pipeline.validation.throughput``. The model
+passes through unchanged. Optional gate ``latency_ratio``: fails when the current model's
 p50 latency exceeds ``max_latency_ratio`` times the reference's at any batch size (off by default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.artifact import Artifact
-from pipeline.registry import register_stage
-from pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.artifact import Artifact, ArtifactKind
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Gate, ProgressFn, Stage, StageContext, StageResult, _no_progress
+
+if TYPE_CHECKING:
+    from trtforge.pipeline.validation.throughput import BenchReport, TimedRunner
 
 
 @dataclass(frozen=True)
@@ -39,69 +45,118 @@ class BenchConfig:
             raise ValueError(f"max_latency_ratio must be > 0, got {self.max_latency_ratio}")
 
 
+@dataclass(frozen=True)
+class BenchResult:
+    """Timings of models measured together, and the ``latency_ratio`` gate (when configured)."""
+
+    report: BenchReport
+    gates: tuple[Gate, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON (``models``, ``inputs``, ``random_inputs``, ``settings``, ``results``)."""
+        return self.report.to_dict()
+
+
+def measure(
+    models: Sequence[str | Path | TimedRunner],
+    config: BenchConfig,
+    *,
+    data: str | Path | None = None,
+    baseline: str = "the first model",
+    progress: ProgressFn = _no_progress,
+) -> BenchResult:
+    """Time ``models`` interleaved (``trtforge bench`` and the bench stage both measure here).
+
+    ONNX paths run on ONNX Runtime CPU with ``config.threads``, engines on TensorRT. ``data`` is
+    used when ``config.use_data``; else seeded random inputs. Ratios are against the first model,
+    which the ``latency_ratio`` gate calls ``baseline`` in its detail.
+    """
+    from trtforge.pipeline.validation.throughput import benchmark_models
+
+    report = benchmark_models(
+        models,
+        config.batches,
+        config.threads or None,
+        config.warmup,
+        config.iters,
+        duration=config.duration,
+        data=data if config.use_data else None,
+        progress=progress,
+    )
+    return BenchResult(report, _latency_gates(report, config.max_latency_ratio, baseline))
+
+
+def _latency_gates(report: BenchReport, limit: float | None, baseline: str) -> tuple[Gate, ...]:
+    """``latency_ratio``: every model's p50 at most ``limit`` times the first model's, at every batch."""
+    if limit is None:
+        return ()
+    others = [t for t in report.timings if t.model != report.models[0]]
+    if not others:
+        return (
+            Gate(
+                "latency_ratio", True, 1.0, limit, f"{report.models[0]} alone was timed; nothing to compare"
+            ),
+        )
+    worst = max(others, key=lambda t: t.p50_ratio)
+    return (
+        Gate(
+            "latency_ratio",
+            worst.p50_ratio <= limit,
+            worst.p50_ratio,
+            limit,
+            f"p50 latency of {worst.model} at batch {worst.batch} is {worst.p50_ratio:.3f}x {baseline}'s "
+            f"(max {limit}x)",
+        ),
+    )
+
+
 @register_stage("bench")
 class BenchStage(Stage[BenchConfig]):
     """Time the current model (and the reference, when it differs): ORT CPU, or TensorRT for engines."""
 
     config_cls = BenchConfig
-    input_kinds: ClassVar[tuple[str, ...]] = ("onnx", "engine")
+    input_kinds: ClassVar[tuple[ArtifactKind, ...]] = (
+        ArtifactKind.ONNX,
+        ArtifactKind.ENGINE,
+        ArtifactKind.ORT,
+    )
+    output_kind: ClassVar[ArtifactKind | None] = None  # the model passes through
     smoke_run: ClassVar[bool] = False
 
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from pipeline.validation.throughput import benchmark_models, timed_runner
+        from trtforge.pipeline.validation.throughput import timed_runner
 
-        cfg = self.config
-        threads = cfg.threads or None
-        runners = [timed_runner(artifact.path, threads, name="current")]
+        threads = self.config.threads or None
+        models = [timed_runner(artifact.path, threads, name="current")]
         ref = ctx.reference
-        has_ref = ref is not None and ref.kind == "onnx" and ref.sha256 != artifact.sha256
-        if has_ref:
-            assert ref is not None
-            runners.insert(0, timed_runner(ref.path, threads, name="reference"))
-        data = ctx.data.validation if cfg.use_data else None
-        report = benchmark_models(
-            runners,
-            cfg.batches,
-            threads,
-            cfg.warmup,
-            cfg.iters,
-            duration=cfg.duration,
-            data=data,
-            progress=ctx.progress,
+        if ref is not None and ref.kind == ArtifactKind.ONNX and ref.sha256 != artifact.sha256:
+            models.insert(0, timed_runner(ref.path, threads, name="reference"))
+        result = measure(
+            models, self.config, data=ctx.data.validation, baseline="the reference", progress=ctx.progress
         )
-        metrics: dict[str, Any] = {"bench": report.to_dict(), "latency": {}}
-        worst = 0.0  # the largest current/reference p50 ratio over batch sizes
-        for batch in report.batches():
-            cur = report.timing("current", batch)
-            entry = {
-                "p50_ms": cur.latency.p50_ms,
-                "p99_ms": cur.latency.p99_ms,
-                "throughput": cur.latency.throughput,
-            }
-            if cur.device is not None:  # GPU time of the engine's execution alone
-                entry["device_p50_ms"] = cur.device.p50_ms
-            if has_ref:
-                entry.update(
-                    reference_p50_ms=report.timing("reference", batch).latency.p50_ms, p50_ratio=cur.p50_ratio
-                )
-                worst = max(worst, cur.p50_ratio)
-            metrics["latency"][str(batch)] = entry
-        return StageResult(artifact, metrics, modified=False, gates=self._gates(has_ref, worst))
+        metrics: dict[str, Any] = {"bench": result.to_dict(), "latency": _latency(result.report)}
+        return StageResult(artifact, metrics, modified=False, gates=result.gates)
 
-    def _gates(self, has_ref: bool, worst: float) -> tuple[Gate, ...]:
-        limit = self.config.max_latency_ratio
-        if limit is None:
-            return ()
-        if not has_ref:
-            return (
-                Gate("latency_ratio", True, 1.0, limit, "current model is the reference; nothing to compare"),
-            )
-        return (
-            Gate(
-                "latency_ratio",
-                worst <= limit,
-                worst,
-                limit,
-                f"p50 latency {worst:.3f}x the reference (max {limit}x) at the slowest batch size",
-            ),
-        )
+
+def _latency(report: BenchReport) -> dict[str, dict[str, float]]:
+    """Per batch size: the current model's p50/p99/throughput (and GPU p50), vs the reference's p50."""
+    out: dict[str, dict[str, float]] = {}
+    has_ref = "reference" in report.models
+    for batch in report.batches():
+        cur = report.timing("current", batch)
+        entry = {
+            "p50_ms": cur.latency.p50_ms,
+            "p99_ms": cur.latency.p99_ms,
+            "throughput": cur.latency.throughput,
+        }
+        if cur.device is not None:  # GPU time of the engine's execution alone
+            entry["device_p50_ms"] = cur.device.p50_ms
+        if has_ref:
+            entry["reference_p50_ms"] = report.timing("reference", batch).latency.p50_ms
+            entry["p50_ratio"] = cur.p50_ratio
+        out[str(batch)] = entry
+    return out

@@ -12,13 +12,13 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pipeline.artifact import Artifact, IOSpec, sha256_file, sha256_model_files
-from pipeline.engine.profiles import ShapeProfile, derive_profiles
-from pipeline.errors import ConfigError, InputError, StageError
-from pipeline.registry import register_stage
-from pipeline.stage import Stage, StageContext, StageResult
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, sha256_file, sha256_model_files
+from trtforge.pipeline.errors import ConfigError, StageError
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Stage, StageContext, StageResult
+from trtforge.pipeline.validation.rule import ParityCheck
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,13 @@ class BuildConfig:
     ort_format: Literal["onnx", "ort"] = "onnx"
     ort_opt_level: Literal["basic", "extended", "all"] = "extended"
     threads: int | None = None
+    #: onnxruntime target: tolerance of the smoke parity (gate ``build_parity``) of the optimized model
+    atol: float = 1e-4
+    rtol: float = 1e-3
 
     def __post_init__(self) -> None:
+        if not (self.atol >= 0 and self.rtol >= 0):
+            raise ConfigError(f"build.atol and build.rtol must be >= 0, got {self.atol} and {self.rtol}")
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"build.opt_level: {self.opt_level} is not in 0..5 (TensorRT's default is 3)")
         if self.workspace_mib is not None and self.workspace_mib <= 0:
@@ -57,6 +62,13 @@ class BuildConfig:
                 f"build.{trt_only[0]} applies to --target tensorrt only; drop it or change target"
             )
 
+    @property
+    def parity_check(self) -> ParityCheck:
+        """The onnxruntime target's smoke parity: the optimized model against the input, one random sample."""
+        from trtforge.pipeline.engine.ort_target import SMOKE_CHECK
+
+        return dataclasses.replace(SMOKE_CHECK, atol=self.atol, rtol=self.rtol)
+
 
 _TRT_ONLY = (
     "shapes",
@@ -70,37 +82,24 @@ _TRT_ONLY = (
 )
 
 
-def check_custom_ops(model: Any, source: Path) -> list[str]:
-    """Plugin ids for the model's custom ops; ``InputError`` naming each node that has no plugin."""
-    from plugins.registry import list_plugins, missing_plugins, plugins_used
-
-    missing = missing_plugins(model)
-    if missing:
-        nodes = ", ".join(f"{n.name or '?'!r} ({n.domain}::{n.op_type})" for n in missing)
-        have = ", ".join(p.trt_id for p in list_plugins()) or "none"
-        raise InputError(
-            f"{source}: custom op node(s) {nodes} have no plugin; registered plugins: {have} "
-            "(see trtforge plugins list)"
-        )
-    return [p.trt_id for p in plugins_used(model)]
-
-
-def plan_profiles(artifact: Artifact, cfg: BuildConfig, model: Any) -> list[ShapeProfile]:
-    iospec = artifact.iospec or IOSpec.from_onnx(model)
-    return derive_profiles(iospec, cfg.shapes)
-
-
 @register_stage("build")
 class BuildStage(Stage[BuildConfig]):
     config_cls = BuildConfig
-    input_kinds = ("onnx",)
-    output_kind = "engine"
+    input_kinds = (ArtifactKind.ONNX,)
+    output_kind = ArtifactKind.ENGINE
     smoke_run = False
 
-    def __init__(self, config: BuildConfig) -> None:
-        super().__init__(config)
-        kind = "engine" if config.target == "tensorrt" else config.ort_format
-        self.output_kind = kind  # type: ignore[misc]
+    @classmethod
+    def produces(cls, config: BuildConfig, given: ArtifactKind) -> ArtifactKind:
+        if config.target == "tensorrt":
+            return ArtifactKind.ENGINE
+        return ArtifactKind.ORT if config.ort_format == "ort" else ArtifactKind.ONNX
+
+    @classmethod
+    def kind_options(cls, config: BuildConfig) -> str:
+        if config.target == "tensorrt":
+            return 'target = "tensorrt"'
+        return f'target = "onnxruntime", ort_format = "{config.ort_format}"'
 
     def ensures(self, result: StageResult, ctx: StageContext) -> None:
         # ORT's optimized graphs hold ORT-internal ops the ONNX checker does not know; the ORT target
@@ -114,7 +113,7 @@ class BuildStage(Stage[BuildConfig]):
         if self.config.legacy_calibration_file is not None and self.config.legacy_calibration_file.is_file():
             out["legacy_calibration_file"] = sha256_file(self.config.legacy_calibration_file)
         if self.config.target == "tensorrt":
-            from pipeline.engine.env import installed_trt_version, probe_gpu
+            from trtforge.pipeline.engine.env import installed_trt_version, probe_gpu
 
             gpu = probe_gpu(self.config.device)
             out["gpu"] = gpu.sm if gpu else "none"
@@ -124,29 +123,39 @@ class BuildStage(Stage[BuildConfig]):
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
         if self.config.target == "onnxruntime":
             return self._run_ort(artifact, ctx)
-        from pipeline.engine.run_build import run_tensorrt
+        from trtforge.pipeline.stages._build_tensorrt import run_tensorrt
 
         return run_tensorrt(self.config, artifact, ctx)
 
     def _run_ort(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from pipeline.engine.ort_target import OrtBuildOptions, build_ort_model
-        from pipeline.onnx_io import load_onnx
-        from pipeline.workspace import write_json_atomic
+        from trtforge.pipeline.engine.custom_ops import check_custom_ops
+        from trtforge.pipeline.engine.ort_target import OrtBuildOptions, build_ort_model
+        from trtforge.pipeline.onnx_io import load_onnx
+        from trtforge.pipeline.workspace import write_json_atomic
 
         cfg = self.config
         check_custom_ops(load_onnx(artifact.path, load_external=False), artifact.path)
         out = ctx.out_dir / f"model.{cfg.ort_format}"
-        opts = OrtBuildOptions(cfg.provider, cfg.ort_opt_level, cfg.ort_format, cfg.threads)
-        record = build_ort_model(artifact.path, out, opts)
+        opts = OrtBuildOptions(cfg.provider, cfg.ort_opt_level, cfg.ort_format, cfg.threads, cfg.parity_check)
+        record, parity = build_ort_model(artifact.path, out, opts)
         write_json_atomic(out.with_name(out.name + ".json"), record)
         result_artifact = Artifact(
             out,
-            cfg.ort_format,
+            self.produces(cfg, artifact.kind),
             sha256_model_files(out),
             artifact.iospec,
             (*artifact.provenance, {"stage": "build", "target": "onnxruntime"}),
         )
         metrics = {
-            k: record[k] for k in ("providers", "format", "nodes_before", "nodes_after", "smoke_max_abs_diff")
+            k: record[k]
+            for k in (
+                "providers",
+                "format",
+                "nodes_before",
+                "nodes_after",
+                "smoke_max_abs_diff",
+                "smoke_parity",
+            )
         }
-        return StageResult(result_artifact, metrics, modified=True)
+        gate = parity.gate("build_parity", " of the input model")
+        return StageResult(result_artifact, metrics, modified=True, gates=(gate,))

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from calibration.errors import CalibrationError
-from calibration.fp16 import FP32_OPS
-from pipeline.artifact import Artifact
-from pipeline.errors import InputError
-from pipeline.registry import register_stage
-from pipeline.stage import Stage, StageContext, StageResult
+from trtforge.calibration.errors import CalibrationError
+from trtforge.calibration.fp16 import FP32_OPS
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Stage, StageContext, StageResult
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class ConvertFp16Stage(Stage[Fp16Config]):
 
 
 def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageResult:
-    from calibration.fp16 import Fp16Options, convert_fp16
-    from calibration.sources import open_batches
-    from pipeline.onnx_io import load_onnx, save_onnx
+    from trtforge.calibration.fp16 import Fp16Options, convert_fp16
+    from trtforge.calibration.sources import open_batches
+    from trtforge.pipeline.onnx_io import load_onnx, save_onnx
 
     assert artifact.iospec is not None
     model = load_onnx(artifact.path)

@@ -24,27 +24,31 @@ or yields invalid ReduceMean nodes on onnx 1.23); an opset below 18 selects the 
 exporter. The exporters live in ``_torch_onnx.py``, model loading in ``_torch_source.py``.
 
 Checks: onnx checker and shape inference (as postconditions), then ONNX Runtime vs torch on
-seeded random inputs (or the pipeline's calibration data): metrics ``max_abs_err`` and
-``max_rel_err`` (``|a-b| / max(|b|, eps)``), gate ``export_parity``: ``|a-b| <= atol + rtol*|b|``.
+seeded random inputs (or the pipeline's calibration data), under the one parity rule of
+``pipeline.validation.rule``: metrics ``max_abs_err`` and ``max_rel_err`` (``|a-b| / max(|b|, 1e-12)``)
+and ``parity`` (the keys every stage's self-check reports), gate ``export_parity``:
+``|a-b| <= atol + rtol*|b|`` on every element (``b``: torch).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.artifact import Artifact
-from pipeline.deps import require
-from pipeline.errors import ConfigError, InputError, StageError
-from pipeline.registry import register_stage
-from pipeline.stage import Gate, Stage, StageContext, StageResult
-from pipeline.stages._torch_onnx import DYNAMO_MIN_OPSET, ExportJob, export_onnx
-from pipeline.stages._torch_source import TorchModel, load_torch_model, torch_artifact
+from trtforge.pipeline.artifact import Artifact, ArtifactKind
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import ConfigError, InputError, StageError
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.stages._torch_onnx import DYNAMO_MIN_OPSET, ExportJob, export_onnx
+from trtforge.pipeline.stages._torch_source import TorchModel, load_torch_model, torch_artifact
+from trtforge.pipeline.validation.rule import ParityCheck
+from trtforge.pipeline.validation.selfcheck import SelfCheck
 
 __all__ = [
     "ExportConfig",
@@ -74,6 +78,15 @@ class ExportConfig:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """``inputs`` parsed: name -> shape."""
         return dict(parse_input(text) for text in self.inputs)
+
+    @property
+    def parity_check(self) -> ParityCheck:
+        """The check against torch: one batch of ``parity_batch`` samples, of the calibration data when
+        the pipeline has some, else seeded random (a static batch replaces ``parity_batch``)."""
+        n = self.parity_batch
+        return ParityCheck(
+            self.atol, self.rtol, data=("calibration",), batch_size=n, batches=1, random_batch=n
+        )
 
     def __post_init__(self) -> None:
         names = [parse_input(text)[0] for text in self.inputs]
@@ -109,18 +122,18 @@ def parse_input(text: str) -> tuple[str, tuple[int, ...]]:
 @register_stage("export")
 class ExportStage(Stage[ExportConfig]):
     config_cls = ExportConfig
-    input_kinds = ("torch",)
+    input_kinds = (ArtifactKind.TORCH,)
 
     def requires(self, artifact: Artifact, ctx: StageContext) -> None:
-        if artifact.kind == "onnx":
+        if artifact.kind == ArtifactKind.ONNX:
             raise InputError(
                 f"{artifact.path}: is already an ONNX model; nothing to export (drop the export stage)"
             )
         super().requires(artifact, ctx)
 
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from pipeline.backends.onnxruntime import OrtRunner
-        from pipeline.onnx_io import save_onnx
+        from trtforge.pipeline.backends.onnxruntime import OrtRunner
+        from trtforge.pipeline.onnx_io import save_onnx
 
         cfg = self.config
         source = next((p for p in artifact.provenance if p.get("source") == "torch"), {})
@@ -158,7 +171,7 @@ class ExportStage(Stage[ExportConfig]):
                 f"stage 'export': ONNX Runtime cannot run the {exporter} export on the parity "
                 f"inputs ({first}){self._after(ctx)}"
             ) from exc
-        gate, errs = _compare(ref, [got[n] for n in out_names], cfg)
+        gate, errs = _compare(ref, [got[n] for n in out_names], cfg, out_names, data_kind)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         metrics = {
             "exporter": exporter,
@@ -224,25 +237,21 @@ def _parity_feeds(
     model: TorchModel, shapes: Mapping[str, tuple[int, ...]], cfg: ExportConfig, ctx: StageContext
 ) -> tuple[dict[str, np.ndarray], str]:
     """Parity inputs: the first samples of the calibration data when set, else seeded random."""
-    batch = cfg.parity_batch if not cfg.static else shapes[model.names[0]][0]
-    if ctx.data.calibration is not None:
-        from calibration.data import InputSpec, iter_batches
-        from calibration.errors import DataError
+    from trtforge.common.tensors import TensorSpec
 
-        specs = [
-            InputSpec(
-                n, model.dtypes.get(n, "float32"), (shapes[n][0] if cfg.static else None, *shapes[n][1:])
-            )
-            for n in model.names
-        ]
-        try:
-            feed = next(iter_batches(ctx.data.calibration, specs, batch, limit=batch))
-        except DataError as exc:
-            raise InputError(str(exc)) from exc
-        return feed, "calibration"
-    rng = np.random.default_rng(0)
-    feed = {n: _random((batch, *shapes[n][1:]), model.dtypes.get(n, "float32"), rng) for n in model.names}
-    return feed, "random"
+    check = cfg.parity_check
+    if cfg.static:
+        batch = shapes[model.names[0]][0]
+        check = replace(check, batch_size=batch, random_batch=batch)
+    specs = [
+        TensorSpec(n, model.dtypes.get(n, "float32"), (shapes[n][0] if cfg.static else None, *shapes[n][1:]))
+        for n in model.names
+    ]
+    source, feeds = check.feeds(specs, {"calibration": ctx.data.calibration})
+    feed = next(feeds, None)
+    if feed is None:
+        raise InputError(f"{ctx.data.calibration}: holds no samples; pass non-empty calibration data")
+    return feed, source
 
 
 def _random(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
@@ -290,20 +299,17 @@ def _flatten(obj: Any, flat: list[np.ndarray], source: str) -> None:
 
 
 def _compare(
-    ref: list[np.ndarray], got: list[np.ndarray], cfg: ExportConfig
-) -> tuple[Gate, dict[str, float]]:
-    max_abs = max_rel = 0.0
-    ok, detail = True, ""
-    for i, (r, g) in enumerate(zip(ref, got, strict=True)):
-        if r.shape != g.shape:
-            ok, detail = False, f"output {i}: shape {g.shape} in ONNX, {r.shape} in torch"
-            continue
-        r64, g64 = r.astype(np.float64), g.astype(np.float64)
-        diff = np.abs(g64 - r64)
-        if diff.size:
-            max_abs = max(max_abs, float(diff.max()))
-            max_rel = max(max_rel, float((diff / np.maximum(np.abs(r64), np.finfo(np.float32).eps)).max()))
-            ok = ok and bool(np.all(diff <= cfg.atol + cfg.rtol * np.abs(r64)))
-    detail = detail or f"max abs err {max_abs:.3g} vs torch (atol {cfg.atol:g}, rtol {cfg.rtol:g})"
-    gate = Gate("export_parity", ok, max_abs, cfg.atol, detail)
-    return gate, {"max_abs_err": max_abs, "max_rel_err": max_rel}
+    ref: Sequence[np.ndarray],
+    got: Sequence[np.ndarray],
+    cfg: ExportConfig,
+    names: Sequence[str] | None = None,
+    source: str = "random",
+) -> tuple[Gate, dict[str, Any]]:
+    """Torch's outputs (``ref``) against ONNX Runtime's (``got``) under the parity rule: the gate, and
+    the metrics ``max_abs_err``, ``max_rel_err`` and ``parity``."""
+    check = SelfCheck(cfg.parity_check, source)
+    keys = list(names) if names is not None else _output_names(len(ref))
+    check.update(dict(zip(keys, ref, strict=True)), dict(zip(keys, got, strict=True)))
+    result = check.result()
+    errs = {"max_abs_err": result.max_abs, "max_rel_err": result.max_rel, "parity": result.to_dict()}
+    return result.gate("export_parity", " vs torch"), errs

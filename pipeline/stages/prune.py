@@ -5,24 +5,34 @@ Lossless removal of dead channels always runs first; then ``ratio`` of each depe
 reviewed ``plan`` is applied. Optional 2:4 sparsity, then optional label-free recovery by
 distillation against the unpruned model on the calibration (or ``train_data``) inputs.
 The plan is written beside the model as ``plan.json``.
+
+The output is compared with the input (``parity`` metrics: the one parity rule of
+``pipeline.validation.rule``, plus top-1 agreement) on the validation, calibration or ``train_data``
+inputs (else seeded random); with ``lossless`` the ``prune_lossless_parity`` gate holds when every
+element is within ``lossless_atol``. ``latency_runs``: before/after median latency (batch 1, one
+thread, the two models interleaved; ``pipeline.validation.throughput.measure_latency``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnx
 
-from pipeline.artifact import Artifact, IOSpec, sha256_file, sha256_model_files
-from pipeline.errors import ConfigError, InputError
-from pipeline.onnx_io import load_onnx, save_onnx
-from pipeline.registry import register_stage
-from pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, IOSpec, sha256_file, sha256_model_files
+from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.onnx_io import load_onnx, save_onnx
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.validation.rule import ParityCheck
+
+if TYPE_CHECKING:
+    from trtforge.pipeline.validation.selfcheck import SelfCheckResult
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,21 @@ class PruneConfig:
             raise ConfigError(f"prune.round_to must be >= 1, got {self.round_to}")
         if self.epochs < 1 or self.batch_size < 1 or self.stat_batches < 1:
             raise ConfigError("prune.epochs, prune.batch_size and prune.stat_batches must be >= 1")
+        if not self.lossless_atol >= 0:
+            raise ConfigError(f"prune.lossless_atol must be >= 0, got {self.lossless_atol}")
+
+    @property
+    def parity_check(self) -> ParityCheck:
+        """The comparison with the input model (gated with ``lossless``): ``stat_batches`` batches of the
+        validation, calibration or training inputs, else of seeded random ones; no relative part."""
+        return ParityCheck(
+            atol=self.lossless_atol,
+            rtol=0.0,
+            data=("validation", "calibration", "train_data"),
+            batch_size=self.batch_size,
+            batches=self.stat_batches,
+            random_batch=4,
+        )
 
 
 @register_stage("prune")
@@ -88,8 +113,8 @@ class PruneStage(Stage[PruneConfig]):
         return path
 
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from pipeline.graph.pruning import PrunePlan, apply_plan, macs, plan_model
-        from pipeline.graph.pruning.pruner import analyze_model, group_report
+        from trtforge.pipeline.graph.pruning import PrunePlan, apply_plan, macs, plan_model
+        from trtforge.pipeline.graph.pruning.pruner import analyze_model, group_report
 
         cfg, src = self.config, str(artifact.path)
         model = load_onnx(artifact.path)
@@ -126,19 +151,16 @@ class PruneStage(Stage[PruneConfig]):
         metrics.update(_size_metrics(model, pruned, artifact.path, out, macs))
         gates = self._report_parity(artifact.path, out, specs, ctx, metrics)
         if cfg.latency_runs:
-            metrics["latency_ms"] = {
-                "before": _latency(artifact.path, specs, cfg.latency_runs),
-                "after": _latency(out, specs, cfg.latency_runs),
-            }
+            metrics["latency_ms"] = _latency(artifact.path, out, cfg.latency_runs)
         ctx.progress("prune", 4, 4)
         modified = plan.removed_units > 0 or masks is not None or cfg.recover
         spec = IOSpec.from_onnx(pruned)
         iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
-        new = Artifact(out, "onnx", sha256_model_files(out), iospec, artifact.provenance)
+        new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
         return StageResult(new, metrics, modified, gates)
 
     def _stat_feeds(self, specs: Any, ctx: StageContext) -> list[dict[str, np.ndarray]]:
-        from pipeline.validation.feeds import data_batches
+        from trtforge.pipeline.validation.feeds import data_batches
 
         path = ctx.data.calibration or self.config.train_data
         if path is None:
@@ -154,7 +176,7 @@ class PruneStage(Stage[PruneConfig]):
     ) -> tuple[onnx.ModelProto, dict[str, np.ndarray] | None]:
         if self.config.sparsity != "2:4":
             return pruned, None
-        from pipeline.graph.pruning import sparsity
+        from trtforge.pipeline.graph.pruning import sparsity
 
         sparse, masks, found = sparsity.apply_2_4(pruned)
         metrics["sparsity"] = {
@@ -174,8 +196,8 @@ class PruneStage(Stage[PruneConfig]):
         ctx: StageContext,
         metrics: dict[str, Any],
     ) -> onnx.ModelProto:
-        from pipeline.graph.recovery import RecoverySettings, distill
-        from pipeline.validation.feeds import data_batches
+        from trtforge.pipeline.graph.recovery import RecoverySettings, distill
+        from trtforge.pipeline.validation.feeds import data_batches
 
         cfg = self.config
         path = self._train_path(ctx, required=True)
@@ -195,28 +217,28 @@ class PruneStage(Stage[PruneConfig]):
     def _report_parity(
         self, before: Path, after: Path, specs: Any, ctx: StageContext, metrics: dict[str, Any]
     ) -> tuple[Gate, ...]:
-        from pipeline.backends.onnxruntime import random_feed
-
         cfg = self.config
-        path = ctx.data.validation or ctx.data.calibration or cfg.train_data
-        if path is not None:
-            from pipeline.validation.feeds import data_batches
-
-            feeds = list(data_batches(path, specs, cfg.batch_size, cfg.batch_size * cfg.stat_batches))
-        else:
-            feeds = [random_feed(specs, batch=4, seed=i) for i in range(2)]
-        p = _parity(before, after, feeds)
-        p["source"] = "data" if path is not None else "random"
-        metrics["parity"] = p
+        check = cfg.parity_check
+        data = {
+            "validation": ctx.data.validation,
+            "calibration": ctx.data.calibration,
+            "train_data": cfg.train_data,
+        }
+        source, feeds = check.feeds(specs, data)
+        result, agreement = _parity(before, after, feeds, check, source)
+        metrics["parity"] = {
+            **result.to_dict(),
+            "max_abs_diff": result.max_abs,
+            "top1_agreement": agreement,
+            "source": "random" if source == "random" else "data",
+        }
         if not cfg.lossless:
             return ()
-        passed = p["max_abs_diff"] <= cfg.lossless_atol
-        detail = "" if passed else f"max abs diff {p['max_abs_diff']:.3g} > {cfg.lossless_atol:g}"
-        return (Gate("prune_lossless_parity", passed, p["max_abs_diff"], cfg.lossless_atol, detail),)
+        return (result.gate("prune_lossless_parity", " of the unpruned model"),)
 
 
 def _request(cfg: PruneConfig) -> Any:
-    from pipeline.graph.pruning import PlanRequest, PlanSettings
+    from trtforge.pipeline.graph.pruning import PlanRequest, PlanSettings
 
     settings = PlanSettings(
         ratio=0.0 if cfg.lossless else cfg.ratio,
@@ -229,34 +251,40 @@ def _request(cfg: PruneConfig) -> Any:
     return PlanRequest(settings, cfg.criterion, lossless=True)
 
 
-def _parity(before: Path, after: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-    from pipeline.backends.onnxruntime import OrtOptions, OrtRunner
+def _parity(
+    before: Path, after: Path, feeds: Iterable[dict[str, np.ndarray]], check: ParityCheck, source: str
+) -> tuple[SelfCheckResult, float | None]:
+    """The parity of ``after`` against ``before`` (ONNX Runtime, no graph optimisation), and the top-1
+    agreement of the first output where it is a ``[batch, classes]`` tensor."""
+    from trtforge.common.ort import SessionConfig
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.validation.metrics import argmax_agreement
+    from trtforge.pipeline.validation.selfcheck import compare_runners
 
-    opts = OrtOptions(graph_optimization="disable")
+    opts = SessionConfig(graph_optimization="disable")
     a, b = OrtRunner(before, opts).load(), OrtRunner(after, opts).load()
-    worst, agree, total = 0.0, 0, 0
-    for feed in feeds:
-        ya, yb = a.run(feed), b.run(feed)
-        for name, ref in ya.items():
-            if np.issubdtype(ref.dtype, np.floating):
-                worst = max(worst, float(np.max(np.abs(ref - yb[name]))) if ref.size else 0.0)
+    counts = [0, 0]  # agreeing samples, samples
+
+    def count_agreement(ya: Mapping[str, np.ndarray], yb: Mapping[str, np.ndarray]) -> None:
         first = next(iter(ya))
-        if ya[first].ndim == 2 and ya[first].shape[1] > 1:
-            agree += int((ya[first].argmax(1) == yb[first].argmax(1)).sum())
-            total += ya[first].shape[0]
-    return {"max_abs_diff": worst, "top1_agreement": agree / total if total else None, "batches": len(feeds)}
+        agree, total = argmax_agreement(ya[first], yb[first])
+        counts[0] += agree
+        counts[1] += total
+
+    result = compare_runners(a, b, feeds, check, source, on_batch=count_agreement)
+    return result, counts[0] / counts[1] if counts[1] else None
 
 
-def _latency(path: Path, specs: Any, runs: int) -> float:
-    from pipeline.backends.onnxruntime import OrtOptions, OrtRunner, random_feed
+def _latency(before: Path, after: Path, runs: int) -> dict[str, float]:
+    """Median latency (ms) of both models at batch 1 on one thread, timed interleaved."""
+    from trtforge.pipeline.validation.throughput import measure_latency
 
-    runner = OrtRunner(path, OrtOptions(intra_op_threads=1)).load()
-    feed = random_feed(specs, batch=1)
-    runner.run(feed)
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        runner.run(feed)
-    return round((time.perf_counter() - t0) / runs * 1000, 4)
+    first, second = measure_latency([before, after], batch=1, threads=1, warmup=1, iters=runs)
+    return {
+        "before": round(first.latency.p50_ms, 4),
+        "after": round(second.latency.p50_ms, 4),
+        "after_vs_before": round(second.paired_ratio, 4),
+    }
 
 
 def _size_metrics(

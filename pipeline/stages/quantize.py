@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from calibration.errors import CalibrationError
-from pipeline.artifact import Artifact, sha256_file
-from pipeline.errors import InputError
-from pipeline.registry import register_stage
-from pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.calibration.errors import CalibrationError
+from trtforge.pipeline.artifact import Artifact, sha256_file
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class QuantizeConfig:
         if self.mixed_range_ratio <= 1.0:
             raise ValueError("mixed_range_ratio must be > 1")
         if self.accuracy_budget:
-            from calibration.budget import parse_budget
+            from trtforge.calibration.budget import parse_budget
 
             parse_budget(self.accuracy_budget)
 
@@ -98,7 +98,7 @@ class QuantizeStage(Stage[QuantizeConfig]):
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
         try:
             if self.config.precision == "fp16":
-                from pipeline.stages.convert_fp16 import Fp16Config, run_fp16
+                from trtforge.pipeline.stages.convert_fp16 import Fp16Config, run_fp16
 
                 cfg = Fp16Config(calibration=self._calibration(ctx), batch_size=self.config.batch_size)
                 return run_fp16(artifact, ctx, cfg)
@@ -128,7 +128,7 @@ def gate_from_fit(fit: Any) -> Gate:
 
 
 def _preprocess(cfg: QuantizeConfig) -> Any:
-    from calibration.sources import ImagePreprocess
+    from trtforge.calibration.sources import ImagePreprocess
 
     p = cfg.preprocess
     if p is None:
@@ -136,15 +136,15 @@ def _preprocess(cfg: QuantizeConfig) -> Any:
     size = tuple(p.size) if p.size else None
     if size is not None and len(size) != 2:
         raise InputError(f"quantize.preprocess.size: expected [height, width], got {list(size)}")
-    return ImagePreprocess(size, p.layout, p.color, p.scale, tuple(p.mean), tuple(p.std))  # type: ignore[arg-type]
+    return ImagePreprocess(size, p.layout, p.color, p.scale, tuple(p.mean), tuple(p.std))
 
 
 def run_int8(
     artifact: Artifact, ctx: StageContext, calib: str, validation: str | None, cfg: QuantizeConfig
 ) -> StageResult:
-    from calibration.quantizer import QuantizeOptions, calibrate
-    from calibration.sources import open_batches
-    from pipeline.onnx_io import load_onnx
+    from trtforge.calibration.quantizer import QuantizeOptions, calibrate
+    from trtforge.calibration.sources import open_batches
+    from trtforge.pipeline.onnx_io import load_onnx
 
     assert artifact.iospec is not None
     model = load_onnx(artifact.path)
@@ -176,10 +176,10 @@ def run_int8(
 def _with_validation(
     cal: Any, model: Any, specs: Any, validation: str, cfg: QuantizeConfig, ctx: StageContext
 ) -> tuple[Any, dict[str, Any], tuple[Gate, ...]]:
-    from calibration.budget import parse_budget
-    from calibration.data import load_extra
-    from calibration.sensitivity import fit_budget, run_model
-    from calibration.sources import open_batches
+    from trtforge.calibration.budget import parse_budget
+    from trtforge.calibration.data import load_extra
+    from trtforge.calibration.sensitivity import fit_budget, run_model
+    from trtforge.calibration.sources import open_batches
 
     feeds = list(open_batches(validation, specs, cfg.batch_size, cfg.validation_samples))
     reference = run_model(model, feeds, cfg.threads)
@@ -209,7 +209,7 @@ def _with_validation(
     }
     first = next(iter(reference))
     if labels is not None:
-        from calibration.budget import top1
+        from trtforge.calibration.budget import top1
 
         metrics["accuracy"] = {
             "fp32_top1": top1(reference[first], labels),
@@ -220,10 +220,10 @@ def _with_validation(
 
 
 def _write_outputs(cal: Any, qmodel: Any, out_dir: Path, cfg: QuantizeConfig) -> dict[str, Any]:
-    from calibration import cache, plots
-    from calibration.ortcheck import fusion_summary, optimized_op_counts
-    from calibration.quantizer import summary
-    from pipeline.onnx_io import save_onnx
+    from trtforge.calibration import cache, plots
+    from trtforge.calibration.ortcheck import fusion_summary, optimized_op_counts
+    from trtforge.calibration.quantizer import summary
+    from trtforge.pipeline.onnx_io import save_onnx
 
     save_onnx(qmodel, out_dir / "model.onnx")
     extra = {"target": cal.plan.target, "weights_per_channel": cal.weight_amax()}
@@ -248,10 +248,9 @@ def _write_outputs(cal: Any, qmodel: Any, out_dir: Path, cfg: QuantizeConfig) ->
 def _size_and_latency(fp32: Path, int8: Path, cfg: QuantizeConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"size_fp32_bytes": fp32.stat().st_size, "size_int8_bytes": int8.stat().st_size}
     if cfg.measure_latency:
-        from pipeline.validation.throughput import benchmark_models
+        from trtforge.pipeline.validation.throughput import measure_latency
 
-        rep = benchmark_models([fp32, int8], batches=(cfg.batch_size,), threads=1, warmup=3, iters=20)
-        t = rep.timing(rep.models[1], cfg.batch_size)
+        _, t = measure_latency([fp32, int8], batch=cfg.batch_size, threads=1, warmup=3, iters=20)
         out["latency_ratio_int8_vs_fp32"] = t.paired_ratio
         out["latency_batch"] = cfg.batch_size
     return out

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pipeline.artifact import Artifact, TensorSpec, sha256_file
-from pipeline.errors import ConfigError, InputError, StageError
-from pipeline.registry import register_stage
-from pipeline.stage import Gate, Stage, StageContext, StageResult
-from pipeline.validation.error_stats import Tolerance
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, TensorSpec, sha256_file
+from trtforge.pipeline.errors import ConfigError, InputError, StageError
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
+from trtforge.pipeline.validation.rule import Tolerance, limit_gate
 
 DEFAULT_RANDOM_SAMPLES = 32
 
@@ -73,12 +73,13 @@ class ValidateStage(Stage[ValidateConfig]):
     """Compare the current model with the pipeline's reference; the model passes through unchanged."""
 
     config_cls = ValidateConfig
-    input_kinds: ClassVar[tuple[str, ...]] = ("onnx", "engine")
+    input_kinds: ClassVar[tuple[ArtifactKind, ...]] = (ArtifactKind.ONNX, ArtifactKind.ENGINE)
+    output_kind: ClassVar[ArtifactKind | None] = None  # the model passes through
     smoke_run: ClassVar[bool] = False
 
     def requires(self, artifact: Artifact, ctx: StageContext) -> None:
         super().requires(artifact, ctx)
-        if ctx.reference is None or ctx.reference.kind not in ("onnx", "engine"):
+        if ctx.reference is None or ctx.reference.kind not in self.input_kinds:
             raise StageError(
                 f"stage 'validate' needs an ONNX reference model; run it after export{self._after(ctx)}"
             )
@@ -89,8 +90,8 @@ class ValidateStage(Stage[ValidateConfig]):
             )
 
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from pipeline.validation import feeds as fd
-        from pipeline.validation.parity import compare_models
+        from trtforge.pipeline.validation import feeds as fd
+        from trtforge.pipeline.validation.parity import compare_models
 
         assert ctx.reference is not None
         cfg = self.config
@@ -139,23 +140,21 @@ def _gates(report: Any, cfg: ValidateConfig) -> tuple[Gate, ...]:
     if cfg.min_cosine is not None:
         worst = min(report.outputs, key=lambda o: o.cosine)
         gates.append(
-            Gate(
+            limit_gate(
                 "cosine",
-                worst.cosine >= cfg.min_cosine,
                 worst.cosine,
-                cfg.min_cosine,
-                f"lowest cosine similarity {worst.cosine:.6f} on {worst.name!r}",
+                at_least=cfg.min_cosine,
+                detail=f"lowest cosine similarity {worst.cosine:.6f} on {worst.name!r}",
             )
         )
     if cfg.max_accuracy_drop is not None and report.accuracy is not None:
-        drop = report.accuracy.drop
+        acc = report.accuracy
         gates.append(
-            Gate(
+            limit_gate(
                 "accuracy_drop",
-                drop <= cfg.max_accuracy_drop,
-                drop,
-                cfg.max_accuracy_drop,
-                f"label accuracy {report.accuracy.reference:.4f} -> {report.accuracy.candidate:.4f}",
+                acc.drop,
+                at_most=cfg.max_accuracy_drop,
+                detail=f"label accuracy {acc.reference:.4f} -> {acc.candidate:.4f}",
             )
         )
     return tuple(gates)
@@ -165,19 +164,19 @@ def _input_specs(reference: Artifact, candidate: Artifact) -> Sequence[TensorSpe
     """What the data must hold: the reference's inputs; an engine's from its metadata (no TensorRT)."""
     if reference.iospec is not None:
         return reference.iospec.inputs
-    from pipeline.backends.tensorrt import engine_input_specs
+    from trtforge.pipeline.backends.tensorrt import engine_input_specs
 
     dtypes = {t.name: t.dtype for t in candidate.iospec.inputs} if candidate.iospec else None
     return engine_input_specs(reference.path, dtypes)
 
 
 def _backend(artifact: Artifact) -> str:
-    return "tensorrt" if artifact.kind == "engine" else "onnxruntime"
+    return "tensorrt" if artifact.kind == ArtifactKind.ENGINE else "onnxruntime"
 
 
 def parity_options(cfg: ValidateConfig, random_data: bool) -> Any:
     """The ``ParityOptions`` of a ``ValidateConfig`` (tolerance file read here)."""
-    from pipeline.validation.parity import ParityOptions, read_tolerances, tolerances_from_table
+    from trtforge.pipeline.validation.parity import ParityOptions, read_tolerances, tolerances_from_table
 
     default = Tolerance(cfg.atol, cfg.rtol)
     if isinstance(cfg.tolerances, Path):

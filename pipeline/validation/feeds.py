@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.data import InputSpec, data_files, iter_batches, load_extra
-from calibration.errors import DataError
-from pipeline.artifact import TensorSpec
-from pipeline.errors import InputError
+from trtforge.calibration.data import data_files, iter_batches, load_extra
+from trtforge.calibration.errors import DataError
+from trtforge.common.tensors import TensorSpec
+from trtforge.pipeline.errors import InputError
 
 RANDOM_DATA_WARNING = (
     "inputs are RANDOM (--random-data), not real data: parity on random inputs says little about "
@@ -27,7 +27,7 @@ def data_batches(
     path: str | Path, specs: Sequence[TensorSpec], batch_size: int, limit: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """Checked feeds of ``batch_size`` samples from ``path``; data problems raise ``InputError``."""
-    input_specs = [s.as_input_spec() for s in specs]
+    input_specs = list(specs)
     it = iter_batches(path, input_specs, batch_size, limit)
     while True:
         try:
@@ -43,7 +43,7 @@ def random_batches(
     specs: Sequence[TensorSpec], samples: int, batch_size: int, seed: int = 0
 ) -> Iterator[dict[str, np.ndarray]]:
     """Seeded random feeds totalling ``samples`` samples (dynamic non-batch dims become 1)."""
-    from pipeline.backends.onnxruntime import random_feed
+    from trtforge.pipeline.backends.onnxruntime import random_feed
 
     static = _static_batch(specs)
     step = static or batch_size
@@ -72,7 +72,7 @@ def load_labels(path: str | Path, limit: int | None = None) -> np.ndarray | None
     return labels[:limit] if limit is not None else labels
 
 
-def sample_total(path: str | Path, specs: Sequence[InputSpec | TensorSpec], limit: int | None = None) -> int:
+def sample_total(path: str | Path, specs: Sequence[TensorSpec], limit: int | None = None) -> int:
     """Number of samples behind ``path``, read from the array headers only (for progress bars).
 
     ``calibration.data.count_samples`` reads every array in full; a progress total should not

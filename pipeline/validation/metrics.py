@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError
+from trtforge.pipeline.errors import InputError
 
 METRICS = ("none", "top1")
 
@@ -19,7 +19,14 @@ def top1(output: np.ndarray) -> np.ndarray:
     """Predicted class per position: argmax over the last axis (shape: the output without its last axis)."""
     if output.ndim == 0:
         raise InputError("top-1 needs an output of rank >= 1 (classes on the last axis), got a scalar")
-    return np.argmax(output, axis=-1)
+    return np.asarray(np.argmax(output, axis=-1))
+
+
+def argmax_agreement(ref: np.ndarray, cand: np.ndarray) -> tuple[int, int]:
+    """(samples whose argmax agrees, samples) of a ``[batch, classes]`` output; (0, 0) for any other shape."""
+    if ref.ndim != 2 or ref.shape[1] <= 1 or ref.shape != cand.shape:
+        return 0, 0
+    return int(np.count_nonzero(ref.argmax(1) == cand.argmax(1))), int(ref.shape[0])
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ per feed), so a stage can compare many candidates against one reference run.
 
 The outputs of each batch go to our accumulators (``error_stats``, ``metrics``) rather than to
 ``Comparator.compare_accuracy`` with ``SimpleCompareFunc``, because: its element-wise check passes an
-element when ``abs <= atol`` OR ``rel <= rtol``, while our rule is numpy's
-``|cand - ref| <= atol + rtol * |ref|``; its statistics (quantiles, cosine) are per iteration and
-cannot be combined into data-set-wide p99 or cosine; and ``compare_accuracy`` computes full
-statistics of both outputs on every iteration for its log (median, p90/p95/p99, std...) even when
-logging is off, which measured at 1.5x the cost of all our statistics on 1M-element outputs.
+element when ``abs <= atol`` OR ``rel <= rtol``, while our rule (:mod:`.rule`, the one every stage's
+self-check uses too) is numpy's ``|cand - ref| <= atol + rtol * |ref|``; its statistics (quantiles,
+cosine) are per iteration and cannot be combined into data-set-wide p99 or cosine; and
+``compare_accuracy`` computes full statistics of both outputs on every iteration for its log
+(median, p90/p95/p99, std...) even when logging is off, which measured at 1.5x the cost of all our
+statistics on 1M-element outputs.
 """
 
 from __future__ import annotations
@@ -27,17 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import from_dict, read_toml
-from pipeline.deps import require
-from pipeline.errors import ConfigError, InputError, first_line
-from pipeline.stage import Gate, ProgressFn, _no_progress
-from pipeline.validation.error_stats import RESERVOIR_SIZE, ErrorAccumulator, OutputParity, Tolerance
-from pipeline.validation.feeds import RANDOM_DATA_WARNING, ort_run_errors
-from pipeline.validation.metrics import METRICS, LabelAccuracy, Top1Accumulator, Top1Result
+from trtforge.pipeline.backends.base import Runner
+from trtforge.pipeline.config import from_dict, read_toml
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import ConfigError, InputError, first_line
+from trtforge.pipeline.stage import Gate, ProgressFn, _no_progress
+from trtforge.pipeline.validation.error_stats import RESERVOIR_SIZE, OutputParity, OutputsAccumulator
+from trtforge.pipeline.validation.feeds import RANDOM_DATA_WARNING, ort_run_errors
+from trtforge.pipeline.validation.metrics import METRICS, LabelAccuracy, Top1Accumulator, Top1Result
+from trtforge.pipeline.validation.rule import PASS_RULE, Tolerance, limit_gate, parity_gate
 
 log = logging.getLogger(__name__)
 
-PASS_RULE = "every element: |cand - ref| <= atol + rtol * |ref|"
 Outputs = Mapping[str, np.ndarray]
 
 
@@ -126,27 +128,15 @@ class ParityReport:
         return self.passed
 
     def gates(self) -> tuple[Gate, ...]:
-        failing = [o for o in self.outputs if not o.passed]
-        gates = [
-            Gate(
-                "parity",
-                not failing,
-                value=float(sum(o.violations for o in self.outputs)),
-                threshold=0.0,
-                detail="; ".join(o.summary() for o in failing)
-                if failing
-                else f"{len(self.outputs)} outputs within tolerance",
-            )
-        ]
-        if self.top1 is not None:
+        gates = [parity_gate("parity", self.outputs)]
+        top1 = self.top1
+        if top1 is not None:
             gates.append(
-                Gate(
+                limit_gate(
                     "top1",
-                    self.top1.passed,
-                    value=self.top1.agreement,
-                    threshold=self.top1.min_top1,
-                    detail=f"top-1 agreement {self.top1.agreement:.4f} on {self.top1.output!r} "
-                    f"(min {self.top1.min_top1})",
+                    top1.agreement if top1.count else float("nan"),  # nothing compared: fails
+                    at_least=top1.min_top1,
+                    detail=f"top-1 agreement {top1.agreement:.4f} on {top1.output!r} (min {top1.min_top1})",
                 )
             )
         return tuple(gates)
@@ -197,19 +187,18 @@ class _Accumulate:
     ) -> None:
         self.options, self.feeds, self.labels = options, feeds, labels
         self.progress, self.total = progress, total
-        self.names: list[str] = []
-        self.acc: dict[str, ErrorAccumulator] = {}
+        self.outputs = OutputsAccumulator(options.tolerances.for_output, options.reservoir_size)
         self.top1: Top1Accumulator | None = None
         self.iterations = self.samples = 0
+
+    @property
+    def names(self) -> list[str]:
+        return self.outputs.names
 
     def setup(self, names: list[str]) -> None:
         opts = self.options
         opts.tolerances.check_names(names, "tolerances")
-        self.names = names
-        self.acc = {
-            n: ErrorAccumulator(n, opts.tolerances.for_output(n), opts.reservoir_size, seed=i)
-            for i, n in enumerate(names)
-        }
+        self.outputs.setup(names)
         if opts.metric == "top1":
             out = opts.metric_output or names[0]
             if out not in names:
@@ -222,13 +211,8 @@ class _Accumulate:
     def __call__(self, ref_result: Outputs, cand_result: Outputs) -> OrderedDict[str, bool]:
         if not self.names:
             self.setup(list(ref_result.keys()))
-        for name in self.names:
-            if name not in cand_result:
-                raise InputError(
-                    f"candidate has no output {name!r}; its outputs are: {', '.join(cand_result)}"
-                )
         n = self.feeds.sizes[self.iterations]
-        verdict = OrderedDict((k, self.acc[k].update(ref_result[k], cand_result[k])) for k in self.names)
+        verdict = self.outputs.update(ref_result, cand_result)
         if self.top1 is not None:
             k = self.top1.output
             self.top1.update(np.asarray(ref_result[k]), np.asarray(cand_result[k]), n)
@@ -313,7 +297,7 @@ def _consume_with_precomputed(stream: Any, compare: _Accumulate, reference: Iter
 def _report(compare: _Accumulate, opts: ParityOptions) -> ParityReport:
     top1 = compare.top1.top1_result() if compare.top1 else None
     accuracy = compare.top1.label_accuracy() if compare.top1 else None
-    outputs = tuple(compare.acc[n].result() for n in compare.names)
+    outputs = compare.outputs.results()
     report = ParityReport(outputs, compare.samples, compare.iterations, opts.random_data, top1, accuracy)
     log.info("parity on %d samples: %s", report.samples, "passed" if report else "FAILED")
     return report
@@ -329,82 +313,58 @@ class _Opened:
 
 
 def polygraphy_runner(path: str | Path, name: str, threads: int | None = None) -> Any:
-    """Polygraphy runner for a model file: ``OnnxrtRunner`` for ONNX (session created here), a
-    ``TrtPolygraphyRunner`` wrapping our ``TrtRunner`` for an engine (loaded on activation)."""
-    from pipeline.backends.tensorrt import TrtRunner, is_engine_path
+    """A Polygraphy runner for a model file: :func:`polygraphy_view` of its backend's runner."""
+    from trtforge.pipeline.backends.base import RunnerOptions, open_runner
 
-    if is_engine_path(path):
-        return trt_polygraphy_runner_class()(TrtRunner(path), name=name)
-    return _runner(_session(path, threads), name)
+    return polygraphy_view(open_runner(path, RunnerOptions(threads=threads, name=name)))
+
+
+def polygraphy_view(runner: Runner) -> Any:
+    """Polygraphy's ``BaseRunner`` interface over one of our runners (any backend)."""
+    return polygraphy_runner_class()(runner)
 
 
 def _open(path: str | Path, name: str, threads: int | None) -> _Opened:
     """The runner, loaded now so environment and model errors come before any data is read."""
-    from pipeline.backends.tensorrt import is_engine_path
-
-    if is_engine_path(path):
-        runner = polygraphy_runner(path, name)
-        engine = runner.engine.load()  # metadata, GPU and TensorRT checks, then deserialization
-        return _Opened(runner, tuple(engine.input_names), tuple(engine.output_names))
-    sess = _session(path, threads)
-    ins, outs = (tuple(t.name for t in ts) for ts in (sess.get_inputs(), sess.get_outputs()))
-    return _Opened(_runner(sess, name), ins, outs)
+    runner = polygraphy_runner(path, name, threads)
+    inner: Runner = runner.runner.activate()  # for engines: metadata, GPU and TensorRT checks first
+    return _Opened(runner, tuple(inner.input_names), tuple(inner.output_names))
 
 
 @functools.cache
-def trt_polygraphy_runner_class() -> type:
-    """``TrtPolygraphyRunner``: Polygraphy's ``BaseRunner`` interface over ``TrtRunner``.
-
-    Built on first use so Polygraphy is imported only when parity runs. Polygraphy's own
-    ``TrtRunner`` is not used: it would rebuild what ours does (metadata and compatibility checks
-    before deserializing, plugin registration, profile selection, CUDA-event timing).
-    """
+def polygraphy_runner_class() -> type:
+    """``PolygraphyView``: Polygraphy's ``BaseRunner`` over a :class:`Runner`, built on first use (so
+    Polygraphy is imported only when parity runs). Polygraphy's own runners are not used: ours own
+    session creation (plugins), engine metadata and compatibility checks, and CUDA-event timing."""
     from polygraphy.backend.base import BaseRunner
     from polygraphy.common import TensorMetadata
 
-    class TrtPolygraphyRunner(BaseRunner):  # type: ignore[misc]
-        def __init__(self, engine: Any, name: str | None = None) -> None:
-            super().__init__(name=name, prefix="trtforge-trt-runner")
-            self.engine = engine
+    class PolygraphyView(BaseRunner):  # type: ignore[misc]
+        def __init__(self, runner: Runner) -> None:
+            super().__init__(name=runner.name, prefix="trtforge-runner")
+            self.runner = runner
 
         def activate_impl(self) -> None:
-            if not self.engine.loaded:
-                self.engine.load()
+            self.runner.activate()
 
         def get_input_metadata_impl(self) -> Any:
-            from pipeline.backends.tensorrt import engine_input_specs
-
-            dtypes = self.engine.input_dtypes
             meta = TensorMetadata()
-            for spec in engine_input_specs(self.engine.path):
-                meta.add(spec.name, dtype=dtypes[spec.name], shape=spec.shape)
+            for spec in self.runner.inputs:
+                meta.add(spec.name, dtype=np.dtype(spec.dtype), shape=spec.shape)
             return meta
 
         def infer_impl(self, feed_dict: Mapping[str, Any]) -> OrderedDict[str, np.ndarray]:
             from polygraphy import util
 
-            feeds = {k: util.array.to_numpy(v) for k, v in feed_dict.items()}
-            out = self.engine.run(feeds)
-            ms = self.engine.last_latency_ms
-            self.inference_time = ms / 1e3 if ms is not None else None
-            return OrderedDict((n, out[n]) for n in self.engine.output_names)
+            out = self.runner.run({k: util.array.to_numpy(v) for k, v in feed_dict.items()})
+            device = self.runner.device_time_s()
+            self.inference_time = device if device is not None else self.runner.last_inference_time
+            return OrderedDict((n, out[n]) for n in self.runner.output_names)
 
         def deactivate_impl(self) -> None:
-            self.engine.close()
+            self.runner.deactivate()
 
-    return TrtPolygraphyRunner
-
-
-def _session(path: str | Path, threads: int | None) -> Any:
-    from pipeline.backends.onnxruntime import OrtOptions, OrtRunner
-
-    return OrtRunner(path, OrtOptions(intra_op_threads=threads)).load().session
-
-
-def _runner(session: Any, name: str) -> Any:
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
-    return OnnxrtRunner(session, name=name)
+    return PolygraphyView
 
 
 def _check_io(ref: _Opened, cand: _Opened, ref_path: str | Path, cand_path: str | Path) -> None:

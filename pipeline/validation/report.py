@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.workspace import STAGE_RECORD, write_json_atomic
+from trtforge.pipeline import __version__
+from trtforge.pipeline.workspace import STAGE_RECORD, write_json_atomic
 
 SCHEMA = "trtforge.report/1"
 
@@ -275,7 +275,7 @@ def write_report(workdir: str | Path, report: Mapping[str, Any]) -> tuple[Path, 
     root = Path(workdir)
     jpath, mpath = root / "report.json", root / "report.md"
     write_json_atomic(jpath, report)
-    from pipeline.onnx_io import write_bytes_atomic
+    from trtforge.pipeline.onnx_io import write_bytes_atomic
 
     write_bytes_atomic(mpath, render_markdown(report).encode())
     return jpath, mpath

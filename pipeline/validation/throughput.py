@@ -2,9 +2,14 @@
 
 Every iteration runs each model once, in an order that rotates from one iteration to the next
 (round-robin), so machine noise (frequency scaling, other processes, cache state) hits all
-models alike; ratios are reported against the first model. Timing is wall-clock around
-``runner.run(feeds)`` (``time.perf_counter_ns``); a runner may also report its own device
-time (``device_time_s()``, e.g. CUDA events of a TensorRT runner), which is summarised beside it.
+models alike; ratios are reported against the first model. Timing is the runner's own
+wall-clock measure of its inference (``Runner.last_inference_time``, excluding the feed check; plain
+``perf_counter`` around ``run`` for other ``TimedRunner`` objects); a runner may also report its own
+device time (``device_time_s()``, e.g. CUDA events of a TensorRT runner), summarised beside it.
+
+:func:`measure_latency` is the one latency helper: every place that times models (the ``bench``
+stage and verb through :func:`benchmark_models`, ``prune``'s before/after latency, ``quantize``'s
+INT8-vs-FP32 ratio) calls it.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pipeline.artifact import IOSpec, TensorSpec
-from pipeline.errors import InputError, first_line
-from pipeline.stage import ProgressFn, _no_progress
-from pipeline.validation.feeds import data_batches, ort_run_errors
+from trtforge.pipeline.artifact import TensorSpec
+from trtforge.pipeline.backends.base import Runner
+from trtforge.pipeline.errors import InputError, first_line
+from trtforge.pipeline.stage import ProgressFn, _no_progress
+from trtforge.pipeline.validation.feeds import data_batches, ort_run_errors
 
 log = logging.getLogger(__name__)
 
@@ -44,66 +50,14 @@ class TimedRunner(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> Any: ...
 
 
-class OrtTimedRunner:
-    """ONNX Runtime CPU session of an ONNX file, with a fixed intra-op thread count."""
+def timed_runner(path: str | Path, threads: int | None = 1, name: str | None = None) -> Runner:
+    """The activated runner of a model file (by kind: TensorRT for an engine, ONNX Runtime otherwise).
 
-    def __init__(self, path: str | Path, threads: int | None = 1, name: str | None = None) -> None:
-        from pipeline.backends.onnxruntime import OrtOptions, OrtRunner
-        from pipeline.onnx_io import load_onnx
-
-        self.path = Path(path)
-        self.name = name or self.path.name
-        self._inputs = IOSpec.from_onnx(load_onnx(self.path, check=False, load_external=False)).inputs
-        self._runner = OrtRunner(self.path, OrtOptions(intra_op_threads=threads or None)).load()
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return self._inputs
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        try:
-            return self._runner.run(feeds)
-        except ort_run_errors() as exc:
-            first = first_line(exc)
-            raise InputError(f"{self.path}: ONNX Runtime failed on the benchmark inputs: {first}") from exc
-
-
-class TrtTimedRunner:
-    """A TensorRT engine built by ``trtforge build``; reports the GPU time of each run beside wall time.
-
-    Wall time covers host-to-device copies, execution and device-to-host copies; ``device_time_s``
-    is the execution alone (CUDA events around ``execute_async_v3``).
+    ``threads`` is ONNX Runtime's intra-op thread count (1 for stable timing; None: all cores).
     """
+    from trtforge.pipeline.backends.base import RunnerOptions, open_runner
 
-    def __init__(self, path: str | Path, name: str | None = None, device: int = 0) -> None:
-        from pipeline.backends.tensorrt import TrtRunner, engine_input_specs
-
-        self.path = Path(path)
-        self.name = name or self.path.name
-        specs = engine_input_specs(self.path)  # metadata only: names and profile shapes
-        self._runner = TrtRunner(self.path, device).load()
-        dtypes = self._runner.input_dtypes
-        self._inputs = tuple(TensorSpec(s.name, dtypes[s.name].name, s.shape) for s in specs)
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return self._inputs
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        return self._runner.run(feeds)
-
-    def device_time_s(self) -> float | None:
-        ms = self._runner.last_latency_ms
-        return ms / 1e3 if ms is not None else None
-
-
-def timed_runner(path: str | Path, threads: int | None = 1, name: str | None = None) -> TimedRunner:
-    """The runner for a model file: TensorRT for an engine (``.engine``/``.plan``/``.trt``), else ORT CPU."""
-    from pipeline.backends.tensorrt import is_engine_path
-
-    if is_engine_path(path):
-        return TrtTimedRunner(path, name)
-    return OrtTimedRunner(path, threads, name)
+    return open_runner(path, RunnerOptions(threads=threads, name=name)).activate()
 
 
 @dataclass(frozen=True)
@@ -205,20 +159,23 @@ def benchmark_models(
     ``duration`` (seconds per batch size) replaces ``iters`` when given. Inputs are seeded random
     data unless ``data`` (.npy/.npz/directory) is given; the same inputs go to every model.
     """
-    if not models:
-        raise InputError("no models to benchmark; pass at least one .onnx or .engine file")
-    if warmup < 0 or iters < 1 or (duration is not None and duration <= 0):
-        raise InputError(f"need warmup >= 0, iters >= 1 and duration > 0; got {warmup}, {iters}, {duration}")
-    runners = [m if isinstance(m, TimedRunner) else timed_runner(m, threads) for m in models]
-    names = _unique_names([r.name for r in runners])
+    _check_budget(models, warmup, iters, duration)
+    runners = _open_all(models, threads)
     timings: list[ModelTiming] = []
     for batch in batches:
         feeds = [_inputs(r, batch, data) for r in runners]
-        for r, f in zip(runners, feeds):
-            for _ in range(warmup):
-                r.run(f)
-        seconds, device = _timed_loop(runners, feeds, (iters, duration), progress, f"bench batch {batch}")
-        timings.extend(_summarise(names, batch, seconds, device))
+        timings.extend(
+            measure_latency(
+                runners,
+                feeds,
+                batch=batch,
+                warmup=warmup,
+                iters=iters,
+                duration=duration,
+                progress=progress,
+                label=f"bench batch {batch}",
+            )
+        )
     settings = {
         "threads": threads,
         "warmup": warmup,
@@ -228,7 +185,55 @@ def benchmark_models(
         "cpu_count": os.cpu_count(),
         **_versions(runners),
     }
-    return BenchReport(tuple(timings), tuple(names), str(data) if data else "random", settings)
+    names = tuple(_unique_names([r.name for r in runners]))
+    return BenchReport(tuple(timings), names, str(data) if data else "random", settings)
+
+
+def measure_latency(
+    models: Sequence[str | Path | TimedRunner],
+    feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
+    *,
+    batch: int = 1,
+    threads: int | None = 1,
+    warmup: int = 10,
+    iters: int = 50,
+    duration: float | None = None,
+    progress: ProgressFn = _no_progress,
+    label: str = "latency",
+) -> list[ModelTiming]:
+    """Time ``models`` interleaved (round-robin) after ``warmup`` runs each; one timing per model.
+
+    ``feeds``: one per model (None: seeded random inputs of ``batch`` samples). Paths are opened
+    with ``threads`` ONNX Runtime intra-op threads. Each timing holds the latency statistics (median
+    ``p50_ms``...) and the ratios to the first model measured in the same iterations (``p50_ratio``,
+    ``paired_ratio``). ``duration`` (seconds) replaces ``iters`` when given.
+    """
+    _check_budget(models, warmup, iters, duration)
+    runners = _open_all(models, threads)
+    inputs = list(feeds) if feeds is not None else [_inputs(r, batch, None) for r in runners]
+    if len(inputs) != len(runners):
+        raise InputError(f"{len(inputs)} feeds for {len(runners)} models; give one feed per model")
+    try:
+        for r, f in zip(runners, inputs):
+            for _ in range(warmup):
+                r.run(f)
+        seconds, device = _timed_loop(runners, inputs, (iters, duration), progress, label)
+    except ort_run_errors() as exc:
+        raise InputError(f"ONNX Runtime failed on the benchmark inputs: {first_line(exc)}") from exc
+    return _summarise(_unique_names([r.name for r in runners]), batch, seconds, device)
+
+
+def _check_budget(
+    models: Sequence[str | Path | TimedRunner], warmup: int, iters: int, duration: float | None
+) -> None:
+    if not models:
+        raise InputError("no models to benchmark; pass at least one .onnx or .engine file")
+    if warmup < 0 or iters < 1 or (duration is not None and duration <= 0):
+        raise InputError(f"need warmup >= 0, iters >= 1 and duration > 0; got {warmup}, {iters}, {duration}")
+
+
+def _open_all(models: Sequence[str | Path | TimedRunner], threads: int | None) -> list[TimedRunner]:
+    return [m if isinstance(m, TimedRunner) else timed_runner(m, threads) for m in models]
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -245,7 +250,7 @@ def _inputs(runner: TimedRunner, batch: int, data: str | Path | None) -> dict[st
             f"benchmark it with --batch {min(static)}"
         )
     if data is None:
-        from pipeline.backends.onnxruntime import random_feed
+        from trtforge.pipeline.backends.onnxruntime import random_feed
 
         return random_feed(specs, batch=batch, seed=0)
     feed = next(data_batches(data, specs, batch), None)
@@ -278,7 +283,10 @@ def _timed_loop(
             m = (i + j) % k
             t0 = time.perf_counter_ns()
             runners[m].run(feeds[m])
-            row[m] = (time.perf_counter_ns() - t0) * 1e-9
+            wall = (time.perf_counter_ns() - t0) * 1e-9
+            runner = runners[m]
+            own = runner.last_inference_time if isinstance(runner, Runner) else None
+            row[m] = own if own is not None else wall
             dev = getattr(runners[m], "device_time_s", None)
             value = dev() if callable(dev) else None
             if value is not None:
@@ -315,8 +323,10 @@ def _versions(runners: Sequence[TimedRunner]) -> dict[str, str]:
     import onnxruntime
 
     out = {"onnxruntime": onnxruntime.__version__}
-    if any(isinstance(r, TrtTimedRunner) for r in runners):
-        from pipeline.engine.env import installed_trt_version
+    from trtforge.pipeline.backends.tensorrt import TrtRunner
+
+    if any(isinstance(r, TrtRunner) for r in runners):
+        from trtforge.pipeline.engine.env import installed_trt_version
 
         out["tensorrt"] = installed_trt_version() or "unknown"
     return out

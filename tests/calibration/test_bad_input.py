@@ -7,13 +7,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from calibration.data import InputSpec
-from calibration.errors import CalibrationError, DataError
-from calibration.quantizer import QuantizeOptions, calibrate
-from calibration.sources import open_batches
 from tests.calibration import tiny
+from trtforge.calibration.errors import CalibrationError, DataError
+from trtforge.calibration.quantizer import QuantizeOptions, calibrate
+from trtforge.calibration.sources import open_batches
+from trtforge.common.tensors import TensorSpec
 
-SPECS = [InputSpec("x", "float32", ("N", 16))]
+SPECS = [TensorSpec("x", "float32", ("N", 16))]
 
 
 def _data(n=2):
@@ -38,7 +38,7 @@ def test_nan_in_calibration_data(tmp_path):
 def test_shape_mismatch_names_the_axis(tmp_path):
     np.save(tmp_path / "c.npy", np.ones((4, 15), np.float32))
     with pytest.raises(DataError, match="axis 1: 15 != 16"):
-        list(open_batches(tmp_path / "c.npy", [InputSpec("x", "float32", ("N", 16))], 2))
+        list(open_batches(tmp_path / "c.npy", [TensorSpec("x", "float32", ("N", 16))], 2))
 
 
 def test_fewer_samples_than_asked():

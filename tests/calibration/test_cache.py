@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.cache import (
+from trtforge.calibration.cache import (
     format_trt_cache,
     read_table,
     read_trt_cache,
@@ -14,7 +14,7 @@ from calibration.cache import (
     write_table,
     write_trt_cache,
 )
-from calibration.errors import CalibrationError
+from trtforge.calibration.errors import CalibrationError
 
 
 def test_version_codes_and_known_scale():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.budget import check, parse_budget
-from calibration.errors import CalibrationError
-from calibration.quantizer import QuantizeOptions, calibrate
-from calibration.sensitivity import fit_budget, run_model
 from tests.calibration import tiny
+from trtforge.calibration.budget import check, parse_budget
+from trtforge.calibration.errors import CalibrationError
+from trtforge.calibration.quantizer import QuantizeOptions, calibrate
+from trtforge.calibration.sensitivity import fit_budget, run_model
 
 
 def _data(seed, n=4):

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.budget import cosine
-from calibration.ortcheck import fusion_summary, optimized_op_counts
-from calibration.quantizer import QuantizeOptions, calibrate
 from tests.calibration import tiny
+from trtforge.calibration.budget import cosine
+from trtforge.calibration.ortcheck import fusion_summary, optimized_op_counts
+from trtforge.calibration.quantizer import QuantizeOptions, calibrate
 
 SHAPES = {"res": (3, 8, 8), "dw": (3, 8, 8), "attn": (6, 16)}
 MAKERS = {"res": tiny.conv_bn_relu_residual, "dw": tiny.depthwise_concat, "attn": tiny.attention_block}

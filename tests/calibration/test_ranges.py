@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.ranges import (
+from trtforge.calibration.ranges import (
     AbsHistogram,
     compute_amax,
     entropy_amax,

@@ -8,16 +8,16 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.data import InputSpec
-from calibration.errors import CalibrationError, DataError
-from calibration.fp16 import Fp16Options, convert_fp16
-from calibration.quantizer import QuantizeOptions, calibrate
-from calibration.sources import ImagePreprocess, open_batches, source_kind
 from tests.calibration import tiny
+from trtforge.calibration.errors import CalibrationError, DataError
+from trtforge.calibration.fp16 import Fp16Options, convert_fp16
+from trtforge.calibration.quantizer import QuantizeOptions, calibrate
+from trtforge.calibration.sources import ImagePreprocess, open_batches, source_kind
+from trtforge.common.tensors import TensorSpec
 
 
 def test_callable_source():
-    specs = [InputSpec("x", "float32", ("N", 16))]
+    specs = [TensorSpec("x", "float32", ("N", 16))]
     text = "tests.calibration._feeds_fixture:feeds"
     assert source_kind(text) == "callable"
     feeds = list(open_batches(text, specs, 4, limit=10))
@@ -31,7 +31,7 @@ def test_image_directory_with_declared_preprocessing(tmp_path):
 
     for i in range(3):
         Image.fromarray(np.full((10, 12, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    specs = [InputSpec("x", "float32", ("N", 3, 8, 8))]
+    specs = [TensorSpec("x", "float32", ("N", 3, 8, 8))]
     with pytest.raises(DataError, match="declared preprocessing"):
         list(open_batches(tmp_path, specs, 2))
     pre = ImagePreprocess(layout="NCHW", mean=(0.5,), std=(0.5,))
@@ -41,7 +41,7 @@ def test_image_directory_with_declared_preprocessing(tmp_path):
     nhwc = list(
         open_batches(
             tmp_path,
-            [InputSpec("x", "float32", ("N", 8, 8, 3))],
+            [TensorSpec("x", "float32", ("N", 8, 8, 3))],
             4,
             preprocess=ImagePreprocess(layout="NHWC"),
         )
@@ -51,7 +51,7 @@ def test_image_directory_with_declared_preprocessing(tmp_path):
 
 def test_npy_is_streamed_in_batches(tmp_path):
     np.save(tmp_path / "c.npy", np.arange(10 * 16, dtype=np.float32).reshape(10, 16))
-    feeds = list(open_batches(tmp_path / "c.npy", [InputSpec("x", "float32", ("N", 16))], 4, limit=9))
+    feeds = list(open_batches(tmp_path / "c.npy", [TensorSpec("x", "float32", ("N", 16))], 4, limit=9))
     assert [f["x"].shape[0] for f in feeds] == [4, 4, 1]
     assert not isinstance(feeds[0]["x"], np.memmap)
 

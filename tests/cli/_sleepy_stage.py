@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pipeline.artifact import Artifact
-from pipeline.registry import register_stage
-from pipeline.stage import Stage, StageContext, StageResult
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.registry import register_stage
+from trtforge.pipeline.stage import Stage, StageContext, StageResult
 
 
 @dataclass(frozen=True)

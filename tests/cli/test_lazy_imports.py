@@ -1,4 +1,4 @@
-"""`import pipeline`, every module, and `trtforge --help` work without torch and tensorrt."""
+"""`import trtforge`, every module, and `trtforge --help` work without torch and tensorrt."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_every_module_imports_without_torch_or_tensorrt() -> None:
         """
         import importlib, pkgutil, sys
         names = []
-        for pkg in ("pipeline", "calibration", "plugins"):
+        for pkg in ("trtforge",):  # walk_packages recurses into every sub-package
             mod = importlib.import_module(pkg)
             for info in pkgutil.walk_packages(mod.__path__, pkg + "."):
                 if info.name.endswith("__main__"):
@@ -50,14 +50,14 @@ def test_every_module_imports_without_torch_or_tensorrt() -> None:
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.strip().splitlines()[-1]) >= 10
+    assert int(proc.stdout.strip().splitlines()[-1]) >= 100
 
 
 def test_help_of_every_verb_without_torch_or_tensorrt() -> None:
     proc = _run(
         """
         from click.testing import CliRunner
-        from pipeline.cli import cli, COMMANDS
+        from trtforge.pipeline.cli import cli, COMMANDS
         r = CliRunner().invoke(cli, ["--help"])
         assert r.exit_code == 0, r.output
         verbs = cli.list_commands(None)
@@ -68,14 +68,15 @@ def test_help_of_every_verb_without_torch_or_tensorrt() -> None:
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from pipeline.cli import COMMANDS
+    from trtforge.pipeline.cli import COMMANDS
 
     verbs = proc.stdout.split()
     assert set(verbs) == set(COMMANDS)
 
 
-def test_python_dash_m_pipeline_help() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--help"], cwd=REPO, capture_output=True, text=True
-    )
-    assert proc.returncode == 0 and "Exit codes" in proc.stdout
+def test_python_dash_m_trtforge_help() -> None:
+    for module in ("trtforge", "trtforge.pipeline"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "Exit codes" in proc.stdout, (module, proc.stderr[-2000:])

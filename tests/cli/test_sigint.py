@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, tiny_mlp
 
-LAUNCH = "import sys, tests.cli._sleepy_stage; from pipeline.cli import main; main(sys.argv[1:])"
+LAUNCH = "import sys, tests.cli._sleepy_stage; from trtforge.pipeline.cli import main; main(sys.argv[1:])"
 
 
 def _config(tmp: Path, sleep_s: float) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from pipeline.engine.builder import format_parser_errors, prepare_onnx
+from trtforge.pipeline.engine.builder import format_parser_errors, prepare_onnx
 
 
 @dataclass

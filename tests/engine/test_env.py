@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine import env
-from pipeline.engine.env import GpuInfo, missing_message, require_trt_env
-from pipeline.errors import EXIT_MISSING_ENV, MissingDependencyError
+from trtforge.pipeline.engine import env
+from trtforge.pipeline.engine.env import GpuInfo, missing_message, require_trt_env
+from trtforge.pipeline.errors import EXIT_MISSING_ENV, MissingDependencyError
 
 HAVE_GPU = env.probe_gpu() is not None
 HAVE_TRT = env.trt_installed()

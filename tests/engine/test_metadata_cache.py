@@ -11,16 +11,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.engine.cache import (
+from trtforge.pipeline.engine.cache import (
     engine_cache_key,
     load_timing_cache,
     save_timing_cache,
     timing_cache_path,
     trt_tag,
 )
-from pipeline.engine.env import GpuInfo
-from pipeline.engine.legacy import read_calibration_cache, trt_int_version
-from pipeline.engine.metadata import (
+from trtforge.pipeline.engine.env import GpuInfo
+from trtforge.pipeline.engine.legacy import read_calibration_cache, trt_int_version
+from trtforge.pipeline.engine.metadata import (
     EngineMetadata,
     incompatibility,
     metadata_path,
@@ -28,8 +28,14 @@ from pipeline.engine.metadata import (
     read_metadata,
     write_metadata,
 )
-from pipeline.engine.version import check_legacy_allowed, check_supported, is_trt10, is_trt11, parse_version
-from pipeline.errors import ConfigError, InputError, MissingDependencyError
+from trtforge.pipeline.engine.version import (
+    check_legacy_allowed,
+    check_supported,
+    is_trt10,
+    is_trt11,
+    parse_version,
+)
+from trtforge.pipeline.errors import ConfigError, InputError, MissingDependencyError
 
 A100 = GpuInfo("NVIDIA A100", (8, 0))
 L4 = GpuInfo("NVIDIA L4", (8, 9))

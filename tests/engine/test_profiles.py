@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.artifact import IOSpec, TensorSpec
-from pipeline.engine.profiles import derive_profiles, is_dynamic, parse_shapes, select_profile
-from pipeline.errors import ConfigError
+from trtforge.pipeline.artifact import IOSpec, TensorSpec
+from trtforge.pipeline.engine.profiles import derive_profiles, is_dynamic, parse_shapes, select_profile
+from trtforge.pipeline.errors import ConfigError
 
 SPEC = IOSpec(
     inputs=(TensorSpec("x", "float32", ("batch", 3, 8, 8)), TensorSpec("mask", "float32", ("batch", 16))),

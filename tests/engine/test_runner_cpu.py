@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backends.tensorrt import TrtRunner, is_engine_path
-from pipeline.engine import env
-from pipeline.engine.metadata import EngineMetadata, write_metadata
-from pipeline.errors import InputError, MissingDependencyError
+from trtforge.pipeline.backends.tensorrt import TrtRunner, is_engine_path
+from trtforge.pipeline.engine import env
+from trtforge.pipeline.engine.metadata import EngineMetadata, write_metadata
+from trtforge.pipeline.errors import InputError, MissingDependencyError
 
 
 def test_engine_suffixes() -> None:
@@ -39,8 +39,8 @@ def test_no_gpu_rejected_before_deserializing(tmp_path: Path, monkeypatch: pytes
 
 
 def test_engine_check_exit_codes(tmp_path: Path, mlp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.artifact import sha256_model_files
-    from pipeline.engine.check import main
+    from trtforge.pipeline.artifact import sha256_model_files
+    from trtforge.pipeline.engine.check import main
 
     engine = tmp_path / "m.engine"
     assert main([str(engine)]) == 1  # nothing built yet: rebuild

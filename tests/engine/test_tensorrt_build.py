@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from pipeline.engine import env
+from trtforge.pipeline.engine import env
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
@@ -32,8 +32,8 @@ def _build(cli, model: Path, out: Path, *flags: str) -> dict:
 
 
 def test_build_run_and_timing_cache(cli, mlp: Path, tmp_path: Path) -> None:
-    from pipeline.backends.onnxruntime import OrtRunner
-    from pipeline.backends.tensorrt import TrtRunner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.tensorrt import TrtRunner
 
     out = tmp_path / "mlp.engine"
     first = _build(cli, mlp, out, "--shapes", "x:1x4,8x4,32x4")
@@ -49,8 +49,8 @@ def test_build_run_and_timing_cache(cli, mlp: Path, tmp_path: Path) -> None:
 
 
 def test_plugin_model_builds_and_matches_reference(cli, tmp_path: Path) -> None:
-    from pipeline.backends.tensorrt import TrtRunner
-    from plugins.swish_beta import swish_beta
+    from trtforge.pipeline.backends.tensorrt import TrtRunner
+    from trtforge.plugins.swish_beta import swish_beta
 
     node = helper.make_node("SwishBeta", ["x"], ["y"], domain="trtforge", beta=1.5, name="act")
     graph = helper.make_graph(

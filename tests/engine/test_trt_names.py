@@ -57,7 +57,7 @@ def test_collects_chains_aliases_typed_vars_and_gates(tmp_path: Path) -> None:
 
 def test_project_uses_removed_names_only_behind_gates() -> None:
     tool = _load_tool()
-    from pipeline.engine.version import REMOVED_IN_11
+    from trtforge.pipeline.engine.version import REMOVED_IN_11
 
     uses = tool.collect(REPO)
     assert len(uses) > 40  # the builder, runner and plugin code are all walked

@@ -12,15 +12,16 @@ import pytest
 from onnx import helper
 from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass
 
-from pipeline.graph.fusion import PASSES, FusionOptions, fuse_model, op_counts
-from pipeline.graph.rules._base import Rule, RuleStats, apply_rule
-from pipeline.graph.rules.fold_bn_into_conv import FoldBatchNormIntoConv
-from pipeline.graph.rules.fold_bn_into_conv_transpose import FoldBatchNormIntoConvTranspose
-from pipeline.graph.rules.fold_bn_into_gemm import FoldBatchNormIntoGemm
-from pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
-from pipeline.graph.rules.remove_dropout import RemoveDropout
-from pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
 from tests import models_onnx as m
+from trtforge.pipeline.graph.fusion import PASSES, fuse_model, op_counts
+from trtforge.pipeline.graph.options import FusionOptions
+from trtforge.pipeline.graph.rules._base import Rule, RuleStats, apply_rule
+from trtforge.pipeline.graph.rules.fold_bn_into_conv import FoldBatchNormIntoConv
+from trtforge.pipeline.graph.rules.fold_bn_into_conv_transpose import FoldBatchNormIntoConvTranspose
+from trtforge.pipeline.graph.rules.fold_bn_into_gemm import FoldBatchNormIntoGemm
+from trtforge.pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
+from trtforge.pipeline.graph.rules.remove_dropout import RemoveDropout
+from trtforge.pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
 
 ATOL = 1e-4
 NO_SLIM = FusionOptions(use_onnxslim=False)

@@ -10,8 +10,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from plugins.registry import PLUGIN_MODULES, AttrSpec, custom_nodes, get_plugin, list_plugins, missing_plugins
-from plugins.swish_beta import swish_beta
+from trtforge.plugins.registry import (
+    PLUGIN_MODULES,
+    AttrSpec,
+    custom_nodes,
+    get_plugin,
+    list_plugins,
+    missing_plugins,
+)
+from trtforge.plugins.swish_beta import swish_beta
 
 
 def _model(beta: float | None = 1.7, domain: str = "trtforge", op: str = "SwishBeta") -> onnx.ModelProto:
@@ -57,7 +64,7 @@ def test_reference_matches_the_formula_and_is_stable() -> None:
 
 
 def test_onnxruntime_parity_through_extensions() -> None:
-    from plugins.ort import session
+    from trtforge.common.ort import create_session as session
 
     model = _model(beta=1.7)
     before = model.SerializeToString()
@@ -70,7 +77,7 @@ def test_onnxruntime_parity_through_extensions() -> None:
 
 
 def test_unknown_attribute_and_missing_plugin_are_errors() -> None:
-    from plugins.ort import PluginRuntimeError, for_onnxruntime
+    from trtforge.plugins.ort import PluginRuntimeError, for_onnxruntime
 
     model = _model()
     model.graph.node[0].attribute.append(helper.make_attribute("gamma", 2.0))
@@ -83,8 +90,8 @@ def test_unknown_attribute_and_missing_plugin_are_errors() -> None:
 def test_torch_library_op_exports_as_the_custom_onnx_op(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
-    from plugins.ort import session
-    from plugins.torch_ops import define_ops, onnx_translation_table
+    from trtforge.common.ort import create_session as session
+    from trtforge.plugins.torch_ops import define_ops, onnx_translation_table
 
     op = define_ops()
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifact import Artifact
-from pipeline.config import from_dict
-from pipeline.errors import ConfigError
-from pipeline.registry import get_stage
-from pipeline.stage import StageContext
-from pipeline.stages.bench import BenchConfig, BenchStage
 from tests.validation import _models as m
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.registry import get_stage
+from trtforge.pipeline.stage import StageContext
+from trtforge.pipeline.stages.bench import BenchConfig, BenchStage
 
 FAST = {"warmup": 1, "iters": 10}
 

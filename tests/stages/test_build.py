@@ -11,10 +11,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from pipeline.config import from_dict
-from pipeline.engine import env
-from pipeline.errors import ConfigError
-from pipeline.stages.build import BuildConfig, BuildStage
+from trtforge.pipeline.artifact import ArtifactKind
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.engine import env
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.stages.build import BuildConfig, BuildStage
 
 HAVE_TRT_ENV = env.probe_gpu() is not None and env.trt_installed()
 
@@ -79,7 +80,7 @@ def test_tensorrt_target_exits_3_with_one_line(cli, mlp: Path, tmp_path: Path) -
 
 
 def test_custom_op_with_plugin_runs_on_onnxruntime_target(cli, tmp_path: Path) -> None:
-    from plugins.swish_beta import swish_beta
+    from trtforge.plugins.swish_beta import swish_beta
 
     src = _custom(tmp_path / "c.onnx")
     code, stdout, stderr = cli(
@@ -107,8 +108,10 @@ def test_config_rejects_trt_flags_for_ort_and_bad_levels() -> None:
         from_dict(BuildConfig, {"opt_level": 7}, "build")
     with pytest.raises(ConfigError, match="unknown key 'fp16'"):
         from_dict(BuildConfig, {"fp16": True}, "build")
-    assert BuildStage(BuildConfig(target="onnxruntime", ort_format="ort")).output_kind == "ort"
-    assert BuildStage(BuildConfig()).output_kind == "engine"
+    onnx = ArtifactKind.ONNX
+    assert BuildStage.produces(BuildConfig(target="onnxruntime", ort_format="ort"), onnx) == ArtifactKind.ORT
+    assert BuildStage.produces(BuildConfig(target="onnxruntime"), onnx) == ArtifactKind.ONNX
+    assert BuildStage.produces(BuildConfig(), onnx) == ArtifactKind.ENGINE == "engine"
 
 
 def test_dry_run_prints_config(cli, mlp: Path, tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.api import run_single  # noqa: E402
-from pipeline.errors import ConfigError, InputError  # noqa: E402
-from pipeline.stage import DataPaths  # noqa: E402
-from pipeline.stages.export import ExportConfig, _compare, torch_artifact  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.models_torch import conv_bn  # noqa: E402
+from trtforge.pipeline.api import run_single  # noqa: E402
+from trtforge.pipeline.errors import ConfigError, InputError  # noqa: E402
+from trtforge.pipeline.stage import DataPaths  # noqa: E402
+from trtforge.pipeline.stages.export import ExportConfig, _compare, torch_artifact  # noqa: E402
 
 DIGITS = REPO / "examples" / "digits"
 CONV_BN = "tests.models_torch:conv_bn"

@@ -10,15 +10,15 @@ import numpy as np
 import onnx
 import pytest
 
-from pipeline.artifact import Artifact
-from pipeline.config import from_dict
-from pipeline.errors import ConfigError
-from pipeline.graph.fusion import op_counts
-from pipeline.registry import get_stage
-from pipeline.stage import DataPaths, StageContext, StageResult
-from pipeline.stages.fuse import FuseConfig, FuseStage
 from tests import models_onnx as m
 from tests.conftest import sha
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.graph.fusion import op_counts
+from trtforge.pipeline.registry import get_stage
+from trtforge.pipeline.stage import DataPaths, StageContext, StageResult
+from trtforge.pipeline.stages.fuse import FuseConfig, FuseStage
 
 
 def residual_net_onnx(path: Path) -> Path:

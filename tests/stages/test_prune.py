@@ -9,13 +9,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from pipeline.api import run_single
-from pipeline.cli import cli
-from pipeline.config import from_dict
-from pipeline.errors import ConfigError, InputError
-from pipeline.stage import DataPaths
-from pipeline.stages.prune import PruneConfig
 from tests.graph.pruning import models
+from trtforge.pipeline.api import run_single
+from trtforge.pipeline.cli import cli
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.stage import DataPaths
+from trtforge.pipeline.stages.prune import PruneConfig
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calibration.cache import read_trt_cache
 from tests.calibration import tiny
 from tests.conftest import sha
+from trtforge.calibration.cache import read_trt_cache
 
 
 def _files(tmp_path: Path, hostile: bool = False) -> tuple[Path, Path, Path]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.artifact import Artifact
-from pipeline.config import from_dict
-from pipeline.errors import ConfigError, InputError, StageError
-from pipeline.registry import get_stage
-from pipeline.stage import DataPaths, StageContext
-from pipeline.stages.validate import ValidateConfig, ValidateStage
 from tests.validation import _models as m
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.config import from_dict
+from trtforge.pipeline.errors import ConfigError, InputError, StageError
+from trtforge.pipeline.registry import get_stage
+from trtforge.pipeline.stage import DataPaths, StageContext
+from trtforge.pipeline.stages.validate import ValidateConfig, ValidateStage
 
 
 def _run(tmp: Path, cand: Path, data: Path | None, **cfg: object):
@@ -82,7 +82,7 @@ def test_needs_an_onnx_reference_and_valid_config(tmp_path: Path, data: Path) ->
 
 
 def test_in_a_pipeline_with_a_tolerance_file(tmp_path: Path, data: Path) -> None:
-    from pipeline.runner import load_pipeline_config, run_pipeline
+    from trtforge.pipeline.runner import load_pipeline_config, run_pipeline
 
     m.classifier(tmp_path / "model.onnx")
     (tmp_path / "tol.toml").write_text("[outputs.probs]\natol = 0.5\n")

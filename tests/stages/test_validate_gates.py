@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.api import run_single
-from pipeline.artifact import Artifact
-from pipeline.errors import ConfigError
-from pipeline.stage import DataPaths
-from pipeline.stages.validate import ValidateConfig
 from tests.conftest import tiny_mlp
+from trtforge.pipeline.api import run_single
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.errors import ConfigError
+from trtforge.pipeline.stage import DataPaths
+from trtforge.pipeline.stages.validate import ValidateConfig
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_cosine_and_accuracy_gates_can_fail(setup: tuple[Artifact, Path, Path], 
 
 
 def test_nothing_to_check_is_a_config_error() -> None:
-    from pipeline.config import from_dict
+    from trtforge.pipeline.config import from_dict
 
     with pytest.raises(ConfigError, match="leaves nothing to check"):
         from_dict(ValidateConfig, {"elementwise": False}, "validate")

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline.engine import env
-from pipeline.engine.metadata import EngineMetadata, metadata_path, write_metadata
-from pipeline.errors import InputError, MissingDependencyError
 from tests.validation import _models as m
+from trtforge.common.tensors import TensorSpec
+from trtforge.pipeline.backends.base import Runner
+from trtforge.pipeline.engine import env
+from trtforge.pipeline.engine.metadata import EngineMetadata, metadata_path, write_metadata
+from trtforge.pipeline.errors import InputError, MissingDependencyError
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -85,7 +87,7 @@ def _assert_refused(cli: Cli, *args: object) -> None:
 
 
 def test_engine_input_specs_come_from_metadata(tmp_path: Path) -> None:
-    from pipeline.backends.tensorrt import engine_input_specs
+    from trtforge.pipeline.backends.tensorrt import engine_input_specs
 
     engine = fake_engine(tmp_path / "m.engine")
     (spec,) = engine_input_specs(engine)
@@ -95,7 +97,7 @@ def test_engine_input_specs_come_from_metadata(tmp_path: Path) -> None:
 
 
 def test_engine_input_specs_static_across_profiles(tmp_path: Path) -> None:
-    from pipeline.backends.tensorrt import engine_input_specs
+    from trtforge.pipeline.backends.tensorrt import engine_input_specs
 
     engine = fake_engine(tmp_path / "m.plan")
     meta = json.loads(metadata_path(engine).read_text())
@@ -107,7 +109,7 @@ def test_engine_input_specs_static_across_profiles(tmp_path: Path) -> None:
 
 
 def test_engine_without_metadata_is_input_error(tmp_path: Path) -> None:
-    from pipeline.backends.tensorrt import engine_input_specs
+    from trtforge.pipeline.backends.tensorrt import engine_input_specs
 
     engine = fake_engine(tmp_path / "m.engine", with_metadata=False)
     with pytest.raises(InputError, match=r"no metadata file m\.engine\.json"):
@@ -119,74 +121,83 @@ def test_engine_without_metadata_is_input_error(tmp_path: Path) -> None:
 
 def test_parity_runner_class_by_path(files: dict[str, Path]) -> None:
     from polygraphy.backend.base import BaseRunner
-    from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    from pipeline.backends.tensorrt import TrtRunner
-    from pipeline.validation.parity import polygraphy_runner, trt_polygraphy_runner_class
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.tensorrt import TrtRunner
+    from trtforge.pipeline.validation.parity import polygraphy_runner, polygraphy_runner_class
 
     onnx_runner = polygraphy_runner(files["ref"], "reference")
-    assert isinstance(onnx_runner, OnnxrtRunner) and onnx_runner.name == "reference"
+    assert type(onnx_runner) is polygraphy_runner_class() and onnx_runner.name == "reference"
+    assert isinstance(onnx_runner.runner, OrtRunner)
     engine_runner = polygraphy_runner(files["engine"], "candidate")
-    assert type(engine_runner) is trt_polygraphy_runner_class()
-    assert isinstance(engine_runner, BaseRunner) and not isinstance(engine_runner, OnnxrtRunner)
-    assert isinstance(engine_runner.engine, TrtRunner) and engine_runner.engine.path == files["engine"]
-    assert engine_runner.engine.loaded is False  # choosing the runner touches no TensorRT
+    assert isinstance(engine_runner, BaseRunner) and engine_runner.name == "candidate"
+    assert isinstance(engine_runner.runner, TrtRunner) and engine_runner.runner.path == files["engine"]
+    assert engine_runner.runner.loaded is False  # choosing the runner touches no TensorRT
     for method in ("activate_impl", "infer_impl", "get_input_metadata_impl", "deactivate_impl"):
         assert getattr(type(engine_runner), method) is not getattr(BaseRunner, method)
 
 
-class _OrtBehindTrtInterface:
-    """ONNX Runtime behind ``TrtRunner``'s interface: checks the Polygraphy adapter's wiring (activation,
-    input metadata, dtype coercion, outputs, timing, deactivation), not TensorRT. No engine is built."""
+class _OrtBehindTrtInterface(Runner):
+    """ONNX Runtime behind a Runner that, like ``TrtRunner``, casts feeds on upload and reports a device
+    time: checks the Polygraphy view's wiring (activation, input metadata, dtype coercion, outputs, timing,
+    deactivation), not TensorRT. No engine is built."""
+
+    strict_dtypes = False
 
     def __init__(self, onnx_path: Path, engine_path: Path) -> None:
-        self.onnx_path, self.path = onnx_path, engine_path
-        self.loaded, self.closed = False, 0
+        super().__init__(str(engine_path), "candidate")
+        self.onnx_path = onnx_path
+        self.closed = 0
         self.fed: list[np.dtype] = []
-        self.last_latency_ms: float | None = None
-        self.input_names, self.output_names = ["x"], ["logits", "probs"]
-        self.input_dtypes = {"x": np.dtype(np.float32)}
 
-    def load(self) -> _OrtBehindTrtInterface:
-        from pipeline.backends.onnxruntime import OrtRunner
+    def _activate(self) -> None:
+        from trtforge.pipeline.backends.onnxruntime import OrtRunner
 
-        self._ort, self.loaded = OrtRunner(self.onnx_path).load(), True
-        return self
+        self._ort = OrtRunner(self.onnx_path).activate()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _deactivate(self) -> None:
+        self.closed += 1
+
+    def _inputs(self) -> tuple[TensorSpec, ...]:
+        return self._ort.inputs
+
+    def _output_names(self) -> list[str]:
+        return ["logits", "probs"]
+
+    def _infer(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
         self.fed.append(feeds["x"].dtype)
-        self.last_latency_ms = 0.5
-        return self._ort.run(feeds)
+        return self._ort.run({k: np.asarray(v, np.float32) for k, v in feeds.items()})
 
-    def close(self) -> None:
-        self.loaded, self.closed = False, self.closed + 1
+    def device_time_s(self) -> float | None:
+        return 5e-4
 
 
 def test_polygraphy_adapter_streams_like_ort(files: dict[str, Path]) -> None:
     from polygraphy.comparator import Comparator
 
-    from pipeline.validation.parity import polygraphy_runner, trt_polygraphy_runner_class
+    from trtforge.pipeline.validation.parity import polygraphy_runner, polygraphy_view
 
     inner = _OrtBehindTrtInterface(files["ref"], files["engine"])
-    cand = trt_polygraphy_runner_class()(inner, name="candidate")
+    cand = polygraphy_view(inner)
     feeds = [{"x": m.samples(3).astype(np.float64)}, {"x": m.samples(5).astype(np.float64)}]
     stream = Comparator.run(
         [polygraphy_runner(files["ref"], "reference"), cand], data_loader=feeds, streaming=True
     )
     pairs = [(single[0][1][0], single[1][1][0]) for single in stream]
-    assert len(pairs) == 2 and inner.fed == [np.float32, np.float32]  # coerced to the engine's dtype
+    assert len(pairs) == 2 and inner.fed == [np.float32, np.float32]  # coerced to the model's dtype
     for ref, got in pairs:
         assert list(got) == ["logits", "probs"] and got.runtime == pytest.approx(5e-4)
         np.testing.assert_array_equal(ref["probs"], got["probs"])
-    assert inner.closed == 1 and not cand.is_active
+    assert inner.closed == 1 and not cand.is_active and not inner.is_active
 
 
 def test_timed_runner_class_by_path(files: dict[str, Path], tmp_path: Path, needs_refusal: None) -> None:
-    from pipeline.validation.throughput import OrtTimedRunner, timed_runner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.validation.throughput import timed_runner
 
     ort = timed_runner(files["ref"], threads=1)
-    assert isinstance(ort, OrtTimedRunner) and ort.name == "ref.onnx"
-    assert getattr(ort, "device_time_s", None) is None
+    assert isinstance(ort, OrtRunner) and ort.name == "ref.onnx" and ort.is_active
+    assert ort.device_time_s() is None
     with pytest.raises(MissingDependencyError, match=RUN_PURPOSE):
         timed_runner(files["engine"])  # the TensorRT runner: metadata read, then the environment checked
     bare = fake_engine(tmp_path / "bare.trt", with_metadata=False)
@@ -195,8 +206,8 @@ def test_timed_runner_class_by_path(files: dict[str, Path], tmp_path: Path, need
 
 
 def test_load_artifact_takes_engines(files: dict[str, Path], tmp_path: Path) -> None:
-    from pipeline.api import load_artifact
-    from pipeline.artifact import sha256_file
+    from trtforge.pipeline.api import load_artifact
+    from trtforge.pipeline.artifact import sha256_file
 
     art = load_artifact(files["engine"])
     assert (art.kind, art.iospec, art.sha256) == ("engine", None, sha256_file(files["engine"]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.validation.metrics import Top1Accumulator, top1
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.validation.metrics import Top1Accumulator, top1
 
 
 def _logits(classes: list[int], n_classes: int = 4) -> np.ndarray:

@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.artifact import Artifact
-from pipeline.errors import ConfigError, InputError
-from pipeline.validation.error_stats import ErrorAccumulator, Tolerance
-from pipeline.validation.feeds import data_batches, random_batches, sample_total
-from pipeline.validation.parity import (
+from tests.validation import _models as m
+from trtforge.pipeline.artifact import Artifact
+from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.validation.error_stats import ErrorAccumulator, Tolerance
+from trtforge.pipeline.validation.feeds import data_batches, random_batches, sample_total
+from trtforge.pipeline.validation.parity import (
     ParityOptions,
     Tolerances,
     compare_models,
     read_tolerances,
     tolerances_from_table,
 )
-from tests.validation import _models as m
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_p99_exact_when_small_and_sampled_when_large() -> None:
 
 
 def test_precomputed_reference_outputs_match_a_reference_run(setup: dict[str, Path]) -> None:
-    from pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
 
     ref = OrtRunner(setup["ref"]).load()
     outputs = [ref.run(f) for f in _feeds(setup["ref"], setup["data"])]

@@ -1,7 +1,7 @@
 """Dependency analysis: which channels must be removed together.
 
 Every tracked tensor axis (a *space*: an activation axis or an initializer axis) gets one
-*atom* per position. Op handlers (``handlers.py``) link atoms that must go together: a Conv's
+*atom* per position. Op handlers (``ops/``) link atoms that must go together: a Conv's
 output channel ``i`` with row ``i`` of its weight, a residual Add's inputs position by
 position, a Concat input's channel ``i`` with output channel ``offset + i``, a channel of a
 Flatten input with its block of spatial positions in the Gemm input. Connected components
@@ -12,11 +12,13 @@ form a *group* (the plan's ratio applies per group).
 Anything the analysis cannot prove safe *pins* the atoms it touches: graph inputs and
 outputs, tensors read by an op without a handler, tensors coupled to ones no prunable
 producer controls. A pinned unit is never removed; the reasons are reported per group.
+
+This module holds the analysis state only; ``walk.analyze`` fills it by asking the handlers of
+a ``registry.HandlerRegistry``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pipeline.graph.pruning.graph import GraphIndex
-
-log = logging.getLogger(__name__)
+from trtforge.pipeline.graph.pruning.graph import GraphIndex
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Group:
 
 
 class Analysis:
-    """Spaces, links and pins of one graph; ``handlers`` call its methods while walking it."""
+    """Spaces, links and pins of one graph; op handlers call its methods while ``walk`` walks it."""
 
     def __init__(self, index: GraphIndex) -> None:
         self.index = index
@@ -256,28 +256,3 @@ def _make_groups(an: Analysis) -> list[Group]:
             if g >= 0:
                 groups[int(g)].spaces += (s.id,)
     return groups
-
-
-def analyze(model: onnx.ModelProto) -> Analysis:
-    """Walk a *prepared* model (``graph.prepare``) from every prunable producer; solve it."""
-    from pipeline.graph.pruning.handlers import get_handler
-
-    an = Analysis(GraphIndex(model))
-    idx = an.index
-    for node in idx.nodes:
-        handler = get_handler(node.op_type)
-        if handler is not None:
-            handler.source(node, an)
-    while an.queue:
-        space = an.queue.popleft()
-        if space.tensor in idx.graph_outputs:
-            an.pin(space, f"tensor {space.tensor!r} is a graph output")
-        for node, i in idx.consumers.get(space.tensor, ()):
-            handler = get_handler(node.op_type)
-            if handler is None:
-                an.pin(space, f"{node.op_type} node {node.name!r} is not understood by the pruner")
-                continue
-            handler.propagate(node, i, space, an)
-    an.solve()
-    log.debug("pruning analysis: %d spaces, %d atoms, %d groups", len(an.spaces), an.n_atoms, len(an.groups))
-    return an

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from pipeline.errors import InputError, first_line
+from trtforge.pipeline.errors import InputError, first_line
 
 Dims = tuple[int | None, ...]
 

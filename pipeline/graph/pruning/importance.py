@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from pipeline.graph.pruning.deps import Analysis, Group, Space
+from trtforge.pipeline.graph.pruning.deps import Analysis, Group, Space
 
 Importance = Callable[[Group, Analysis], np.ndarray]
 
@@ -99,7 +99,7 @@ def activation_stats(
     """Mean |x| per position of every tracked activation axis, run on ONNX Runtime."""
     import onnx
 
-    from pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
 
     wanted = sorted({s.tensor for s in an.spaces if s.kind == "act" and s.id in an.reached})
     model = onnx.ModelProto()

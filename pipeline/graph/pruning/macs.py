@@ -1,4 +1,8 @@
-"""Counting parameters and multiply-accumulates of an ONNX model (batch 1, static shapes)."""
+"""Counting parameters and multiply-accumulates of an ONNX model (batch 1, static shapes).
+
+Each node's handler counts its own MACs (``OpHandler.macs``); ops without a handler, or whose
+handler counts none (element-wise, layout), contribute 0.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pipeline.graph.pruning.graph import GraphIndex, attr
+from trtforge.pipeline.graph.pruning.graph import GraphIndex
+from trtforge.pipeline.graph.pruning.registry import HandlerRegistry, resolve
 
 
 def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
@@ -27,8 +32,10 @@ def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
 
 
-def count(model: onnx.ModelProto, batch: int = 1) -> dict[str, Any]:
-    """``{"params", "macs", "macs_by_op"}``; MACs of Conv/ConvTranspose/Gemm/MatMul for one batch."""
+def count(model: onnx.ModelProto, batch: int = 1, registry: HandlerRegistry | None = None) -> dict[str, Any]:
+    """``{"params", "macs", "macs_by_op"}``: floating-point parameters, and MACs for one batch as
+    the handlers of ``registry`` (default: the default registry) count them."""
+    handlers = resolve(registry)
     idx = GraphIndex(_fix_batch(model, batch))
     params = int(
         sum(
@@ -39,39 +46,8 @@ def count(model: onnx.ModelProto, batch: int = 1) -> dict[str, Any]:
     )
     by_op: dict[str, int] = {}
     for node in idx.nodes:
-        n = _node_macs(idx, node)
+        handler = handlers.get(node.op_type)
+        n = 0 if handler is None else handler.macs(node, idx)
         if n:
             by_op[node.op_type] = by_op.get(node.op_type, 0) + n
     return {"params": params, "macs": int(sum(by_op.values())), "macs_by_op": by_op}
-
-
-def _prod(shape: Any) -> int:
-    if shape is None or any(d is None for d in shape):
-        return 0
-    return int(np.prod(shape, dtype=np.int64))
-
-
-def _node_macs(idx: GraphIndex, node: onnx.NodeProto) -> int:
-    op = node.op_type
-    if op in ("Conv", "ConvTranspose"):
-        w = idx.shape(node.input[1])
-        if not w:
-            return 0
-        if op == "Conv":
-            return _prod(idx.shape(node.output[0])) * _prod(w[1:])
-        group = int(attr(node, "group", 1))
-        return _prod(idx.shape(node.input[0])) * _prod(w[1:]) // max(group, 1) * group
-    if op == "Gemm":
-        a = idx.shape(node.input[0])
-        out = idx.shape(node.output[0])
-        if not a or not out:
-            return 0
-        k = a[0] if attr(node, "transA", 0) else a[1]
-        return _prod(out) * int(k or 0)
-    if op == "MatMul":
-        a = idx.shape(node.input[0])
-        out = idx.shape(node.output[0])
-        if not a or not out:
-            return 0
-        return _prod(out) * int(a[-1] or 0)
-    return 0

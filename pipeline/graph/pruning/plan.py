@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.graph.pruning.deps import Analysis, Group
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.graph.pruning.deps import Analysis, Group
 
 PLAN_FORMAT = "trtforge-prune-plan"
 PLAN_VERSION = 1
@@ -72,7 +72,7 @@ class PrunePlan:
         }
 
     def save(self, path: str | Path) -> None:
-        from pipeline.onnx_io import check_output_path, write_bytes_atomic
+        from trtforge.pipeline.onnx_io import check_output_path, write_bytes_atomic
 
         write_bytes_atomic(check_output_path(path), json.dumps(self.to_dict(), indent=1).encode())
 

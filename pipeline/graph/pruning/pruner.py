@@ -11,26 +11,30 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pipeline.graph.pruning.deps import Analysis, analyze
-from pipeline.graph.pruning.graph import prepare
-from pipeline.graph.pruning.importance import activation_stats, criterion
-from pipeline.graph.pruning.lossless import dead_units
-from pipeline.graph.pruning.plan import PlanSettings, PrunePlan, make_plan, resolve
-from pipeline.graph.pruning.surgery import apply_removal
+from trtforge.pipeline.graph.pruning.deps import Analysis, Group
+from trtforge.pipeline.graph.pruning.graph import prepare
+from trtforge.pipeline.graph.pruning.importance import activation_stats, criterion
+from trtforge.pipeline.graph.pruning.lossless import dead_units
+from trtforge.pipeline.graph.pruning.plan import PlanSettings, PrunePlan, make_plan, resolve
+from trtforge.pipeline.graph.pruning.registry import HandlerRegistry, default_registry
+from trtforge.pipeline.graph.pruning.surgery import apply_removal
+from trtforge.pipeline.graph.pruning.walk import analyze
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Analyzed:
-    """A prepared copy of a model and its solved dependency analysis."""
+    """A prepared copy of a model, its solved dependency analysis and the handler registry it was
+    walked with (planning and surgery on it ask the same handlers)."""
 
     analysis: Analysis
     original_value_info: frozenset[str]
+    registry: HandlerRegistry
     seconds: float = 0.0
 
     @property
-    def groups(self) -> list[Any]:
+    def groups(self) -> list[Group]:
         return self.analysis.groups
 
     def summary(self) -> dict[str, Any]:
@@ -44,11 +48,16 @@ class Analyzed:
         }
 
 
-def analyze_model(model: onnx.ModelProto, source: str = "model") -> Analyzed:
+def analyze_model(
+    model: onnx.ModelProto, source: str = "model", registry: HandlerRegistry | None = None
+) -> Analyzed:
+    """Analyse a prepared copy of ``model`` with ``registry`` (default: a copy of the default
+    registry, so later registrations there do not change this analysis)."""
     t0 = time.perf_counter()
+    handlers = default_registry().copy() if registry is None else registry
     keep = frozenset(vi.name for vi in model.graph.value_info)
-    an = analyze(prepare(model, source))
-    return Analyzed(an, keep, time.perf_counter() - t0)
+    an = analyze(prepare(model, source), handlers)
+    return Analyzed(an, keep, handlers, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,15 @@ def plan_model(
     request: PlanRequest,
     feeds: Iterable[Mapping[str, np.ndarray]] | None = None,
     source: str = "model",
+    registry: HandlerRegistry | None = None,
 ) -> tuple[PrunePlan, Analyzed]:
-    """Score every group and choose the units to remove."""
-    az = analyze_model(model, source)
+    """Score every group and choose the units to remove (``registry``: as in ``analyze_model``)."""
+    az = analyze_model(model, source, registry)
     an = az.analysis
     stats = activation_stats(an, feeds) if request.criterion == "activation" and feeds is not None else None
     score = criterion(request.criterion, stats)
     scores = {g.id: score(g, an) for g in an.groups if not g.blocked}
-    dead = dead_units(an) if request.lossless else {}
+    dead = dead_units(an, az.registry) if request.lossless else {}
     plan = make_plan(an, scores, request.settings, dead)
     plan.meta["criterion"] = request.criterion
     plan.meta["dead_units"] = int(sum(len(v) for v in dead.values()))
@@ -78,12 +88,17 @@ def plan_model(
 
 
 def apply_plan(
-    model: onnx.ModelProto, plan: PrunePlan, source: str = "model", analyzed: Analyzed | None = None
+    model: onnx.ModelProto,
+    plan: PrunePlan,
+    source: str = "model",
+    analyzed: Analyzed | None = None,
+    registry: HandlerRegistry | None = None,
 ) -> onnx.ModelProto:
-    """A pruned copy of ``model``; the model itself is never changed."""
-    az = analyzed if analyzed is not None else analyze_model(model, source)
+    """A pruned copy of ``model``; the model itself is never changed. Without ``analyzed`` the
+    model is analysed here with ``registry`` (as in ``analyze_model``); with it, its registry is used."""
+    az = analyzed if analyzed is not None else analyze_model(model, source, registry)
     remove = resolve(az.analysis, plan, source)
-    out = apply_removal(az.analysis, remove)
+    out = apply_removal(az.analysis, remove, az.registry)
     keep = az.original_value_info
     vis = [vi for vi in out.graph.value_info if vi.name in keep]
     del out.graph.value_info[:]

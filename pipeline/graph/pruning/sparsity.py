@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from pipeline.graph.pruning.graph import GraphIndex, attr
+from trtforge.pipeline.graph.pruning.graph import GraphIndex, attr
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pipeline.deps import require
-from pipeline.graph.recovery.interpreter import TorchFromOnnx, write_back
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.graph.recovery.interpreter import TorchFromOnnx, write_back
 
 log = logging.getLogger(__name__)
 Feed = Mapping[str, np.ndarray]
@@ -37,8 +37,12 @@ class RecoverySettings:
 
 
 @dataclass
-class Parity:
-    """Student vs teacher on the training inputs: mean |diff| and top-1 agreement (first output)."""
+class RecoveryParity:
+    """Student vs teacher on the training inputs: mean |diff| and top-1 agreement (first output).
+
+    A report, not a gate (the pruned model moves by design); the error and the agreement are the
+    definitions of ``pipeline.validation`` (``rule.abs_error``, ``metrics.argmax_agreement``).
+    """
 
     mean_abs: float
     top1_agreement: float | None
@@ -53,8 +57,8 @@ class RecoveryResult:
     epochs: int
     steps: int
     seconds: float
-    before: Parity
-    after: Parity
+    before: RecoveryParity
+    after: RecoveryParity
     history: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +73,7 @@ class RecoveryResult:
 
 
 def teacher_outputs(teacher: Teacher, batches: Sequence[Feed]) -> list[list[np.ndarray]]:
-    from pipeline.backends.onnxruntime import OrtRunner
+    from trtforge.pipeline.backends.onnxruntime import OrtRunner
 
     src = teacher.SerializeToString() if isinstance(teacher, onnx.ModelProto) else teacher
     runner = OrtRunner(src).load()
@@ -87,17 +91,19 @@ def _loss(torch: Any, outs: Sequence[Any], targets: Sequence[Any], settings: Rec
     return sum(parts) / max(len(parts), 1)
 
 
-def parity(module: Any, batches: Sequence[Feed], targets: Sequence[Sequence[np.ndarray]]) -> Parity:
+def parity(module: Any, batches: Sequence[Feed], targets: Sequence[Sequence[np.ndarray]]) -> RecoveryParity:
+    from trtforge.pipeline.validation.metrics import argmax_agreement
+    from trtforge.pipeline.validation.rule import abs_error
+
     torch = require("torch", "pruning recovery")
     diffs, agree, total = [], 0, 0
     with torch.no_grad():
         for feed, tgt in zip(batches, targets):
             out = module(**{k: torch.from_numpy(v) for k, v in feed.items()})[0].numpy()
-            diffs.append(float(np.abs(out - tgt[0]).mean()))
-            if out.ndim == 2 and out.shape[1] > 1:
-                agree += int((out.argmax(1) == tgt[0].argmax(1)).sum())
-                total += out.shape[0]
-    return Parity(float(np.mean(diffs)) if diffs else 0.0, agree / total if total else None)
+            diffs.append(float(abs_error(tgt[0], out).mean()))
+            k, n = argmax_agreement(tgt[0], out)
+            agree, total = agree + k, total + n
+    return RecoveryParity(float(np.mean(diffs)) if diffs else 0.0, agree / total if total else None)
 
 
 def distill(

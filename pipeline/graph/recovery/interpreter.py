@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from pipeline.deps import require
-from pipeline.errors import InputError
-from pipeline.graph.pruning.graph import attr
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.graph.pruning.graph import attr
 
 OPS: dict[str, Callable[..., Any]] = {}
 
@@ -33,7 +33,7 @@ def op(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def unsupported_ops(model: onnx.ModelProto) -> list[str]:
-    from pipeline.graph.recovery import ops  # noqa: F401  (registers the op table)
+    from trtforge.pipeline.graph.recovery import ops  # noqa: F401  (registers the op table)
 
     return sorted(
         {n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")}
@@ -60,7 +60,7 @@ def TorchFromOnnx(
         if len(n.input) > k
     }
 
-    class _Module(torch.nn.Module):  # type: ignore[name-defined]
+    class _Module(torch.nn.Module):  # type: ignore[name-defined, misc]
         def __init__(self) -> None:
             super().__init__()
             self.params = torch.nn.ParameterDict()

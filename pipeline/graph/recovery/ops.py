@@ -6,8 +6,8 @@ from typing import Any
 
 import onnx
 
-from pipeline.deps import LazyModule
-from pipeline.graph.recovery.interpreter import get, op
+from trtforge.pipeline.deps import LazyModule
+from trtforge.pipeline.graph.recovery.interpreter import get, op
 
 # imported on first use, so this module imports (and registers its ops) without torch
 torch: Any = LazyModule("torch", "pruning recovery")
@@ -233,7 +233,7 @@ def _slice(node: onnx.NodeProto, x: Any, starts: Any, ends: Any, axes: Any = Non
 
 @op("Constant")
 def _constant(node: onnx.NodeProto) -> Any:
-    from pipeline.graph.pruning.graph import _constant_value
+    from trtforge.pipeline.graph.pruning.graph import _constant_value
 
     value = _constant_value(node)
     if value is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from pipeline.graph.rules._base import (
+from trtforge.pipeline.graph.rules._base import (
     ONNX_DOMAINS,
     const_array,
     node_label,

@@ -25,8 +25,8 @@ from onnx_ir.passes.common import (
     TopologicalSortPass,
 )
 
-from pipeline.deps import require
-from pipeline.errors import StageError
+from trtforge.pipeline.deps import require
+from trtforge.pipeline.errors import StageError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from pipeline.graph.rules._base import const_array
+from trtforge.pipeline.graph.rules._base import const_array
 
 
 @dataclass(frozen=True)

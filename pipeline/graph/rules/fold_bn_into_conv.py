@@ -24,8 +24,8 @@ from typing import ClassVar
 import numpy as np
 import onnx_ir as ir
 
-from pipeline.graph.rules import _batchnorm as bn_
-from pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph, replace_with
+from trtforge.pipeline.graph.rules import _batchnorm as bn_
+from trtforge.pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph, replace_with
 
 
 class FoldBatchNormIntoConv(Rule[bn_.BatchNormMatch]):

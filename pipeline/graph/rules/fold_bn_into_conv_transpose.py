@@ -20,8 +20,8 @@ from typing import ClassVar
 import numpy as np
 import onnx_ir as ir
 
-from pipeline.graph.rules import _batchnorm as bn_
-from pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph, replace_with
+from trtforge.pipeline.graph.rules import _batchnorm as bn_
+from trtforge.pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph, replace_with
 
 
 class FoldBatchNormIntoConvTranspose(Rule[bn_.BatchNormMatch]):

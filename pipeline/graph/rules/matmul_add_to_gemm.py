@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import onnx_ir as ir
 
-from pipeline.graph.rules._base import (
+from trtforge.pipeline.graph.rules._base import (
     ONNX_DOMAINS,
     Rule,
     const_array,

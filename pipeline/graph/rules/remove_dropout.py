@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import onnx_ir as ir
 
-from pipeline.graph.rules._base import Rule, const_array, owning_graph
+from trtforge.pipeline.graph.rules._base import Rule, const_array, owning_graph
 
 
 @dataclass(frozen=True)

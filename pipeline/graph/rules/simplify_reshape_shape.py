@@ -25,8 +25,8 @@ from typing import ClassVar
 import numpy as np
 import onnx_ir as ir
 
-from pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph
-from pipeline.graph.rules._shape_dims import Entry, shape_entries
+from trtforge.pipeline.graph.rules._base import Rule, add_initializer, const_array, owning_graph
+from trtforge.pipeline.graph.rules._shape_dims import Entry, shape_entries
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from pipeline.graph.pruning import PlanRequest, PlanSettings, analyze_model, apply_plan, plan_model
-from pipeline.graph.pruning.plan import resolve
+from trtforge.pipeline.graph.pruning import (
+    HandlerRegistry,
+    PlanRequest,
+    PlanSettings,
+    PrunePlan,
+    analyze_model,
+    apply_plan,
+    plan_model,
+)
+from trtforge.pipeline.graph.pruning.plan import resolve
 
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
 
 
 def _reduction_axis(node: onnx.NodeProto, ndim: int) -> int:
@@ -25,10 +35,12 @@ def _reduction_axis(node: onnx.NodeProto, ndim: int) -> int:
     return ndim - 2
 
 
-def masked_reference(model: onnx.ModelProto, plan) -> onnx.ModelProto:
+def masked_reference(
+    model: onnx.ModelProto, plan: PrunePlan, registry: HandlerRegistry | None = None
+) -> onnx.ModelProto:
     """The original model with the input columns of removed channels zeroed in every consumer weight:
     structurally pruning them must give exactly these outputs."""
-    az = analyze_model(model)
+    az = analyze_model(model, registry=registry)
     an = az.analysis
     remove = resolve(an, plan, "test")
     out = onnx.ModelProto()
@@ -43,17 +55,24 @@ def masked_reference(model: onnx.ModelProto, plan) -> onnx.ModelProto:
         if s.axis != _reduction_axis(node, w.ndim) % w.ndim:
             continue
         gone = np.flatnonzero(np.isin(an.labels_of(s), remove))
-        idx = [slice(None)] * w.ndim
+        idx: list[slice | np.ndarray] = [slice(None)] * w.ndim
         idx[s.axis] = gone
         w[tuple(idx)] = 0.0
         inits[s.tensor].CopyFrom(numpy_helper.from_array(w, s.tensor))
     return out
 
 
-def prune(model: onnx.ModelProto, ratio: float = 0.5, round_to: int = 1, criterion: str = "l1", **kw):
+def prune(
+    model: onnx.ModelProto,
+    ratio: float = 0.5,
+    round_to: int = 1,
+    criterion: str = "l1",
+    registry: HandlerRegistry | None = None,
+    **kw: Any,
+) -> tuple[PrunePlan, onnx.ModelProto]:
     req = PlanRequest(PlanSettings(ratio=ratio, round_to=round_to, **kw), criterion=criterion)
-    plan, _ = plan_model(model, req)
-    return plan, apply_plan(model, plan)
+    plan, _ = plan_model(model, req, registry=registry)
+    return plan, apply_plan(model, plan, registry=registry)
 
 
 def check_valid(model: onnx.ModelProto) -> None:

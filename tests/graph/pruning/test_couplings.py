@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from pipeline.graph.pruning import analyze_model
+from trtforge.pipeline.graph.pruning import analyze_model
 
 from . import models
 from .conftest import check_valid, masked_reference, prune, run

@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from pipeline.graph.pruning import analyze_model
-from pipeline.graph.pruning.graph import GraphIndex
-from pipeline.graph.pruning.lossless import dead_units
+from trtforge.pipeline.graph.pruning import analyze_model
+from trtforge.pipeline.graph.pruning.graph import GraphIndex
+from trtforge.pipeline.graph.pruning.lossless import dead_units
 
 from . import models_attention as ma
 from .conftest import check_valid, masked_reference, prune, run

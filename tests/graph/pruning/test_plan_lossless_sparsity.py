@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from pipeline.errors import InputError
-from pipeline.graph.pruning import (
+from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.graph.pruning import (
     PlanRequest,
     PlanSettings,
     PrunePlan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
+from trtforge.pipeline.errors import InputError
 
 from . import models
 from .conftest import prune, run
@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
     [models.chain, models.concat, models.split, models.depthwise, models.flatten_gemm, models.attention],
 )
 def test_interpreter_matches_onnxruntime(build):
-    from pipeline.graph.recovery import TorchFromOnnx
+    from trtforge.pipeline.graph.recovery import TorchFromOnnx
 
     model = build()
     shape = (2, 6, 32) if build is models.attention else (2, 3, 8, 8)
@@ -29,15 +29,15 @@ def test_interpreter_matches_onnxruntime(build):
 
 
 def test_interpreter_refuses_unknown_ops():
-    from pipeline.graph.recovery import TorchFromOnnx
+    from trtforge.pipeline.graph.recovery import TorchFromOnnx
 
     with pytest.raises(InputError, match="LRN"):
         TorchFromOnnx(models.unknown_op())
 
 
 def test_distillation_improves_parity_and_keeps_2_4_pattern():
-    from pipeline.graph.pruning import sparsity
-    from pipeline.graph.recovery import RecoverySettings, distill
+    from trtforge.pipeline.graph.pruning import sparsity
+    from trtforge.pipeline.graph.recovery import RecoverySettings, distill
 
     teacher = models.chain()
     _, pruned = prune(teacher, ratio=0.5)

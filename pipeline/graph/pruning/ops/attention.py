@@ -12,10 +12,11 @@ TorchScript exporter alike) as::
 Head ``h`` is the set ``{s*d + h*Dh + e : s in 0..2, e in 0..Dh-1}`` of ``3*Dh`` output
 channels of the projection. Removing a set of heads keeps, in every block ``s``, the channels
 of the kept heads in their order, so the pruned output ``[B, T, 3*H'*Dh]`` reshapes to
-``[B, T, 3, H', Dh]``: the Reshape's ``H`` becomes ``H'``, ``Dh`` stays. Q, K and V lose the
-same head indices by construction (one unit covers all three blocks); downstream, the
-attention MatMuls couple the head (batch) axes of q, k and v, and the output Reshape maps head
-``h`` to rows ``h*Dh .. h*Dh + Dh - 1`` of ``W_o`` (ordinary handlers).
+``[B, T, 3, H', Dh]``: the Reshape's ``H`` becomes ``H'``, ``Dh`` stays (the Reshape handler's
+ordinary fix-up on the head axis). Q, K and V lose the same head indices by construction (one
+unit covers all three blocks); downstream, the attention MatMuls couple the head (batch) axes
+of q, k and v, and the output Reshape maps head ``h`` to rows ``h*Dh .. h*Dh + Dh - 1`` of
+``W_o`` (ordinary handlers).
 
 The Reshape is tracked on its head axis only when the "3" axis is consumed exactly as above:
 every reader of the Reshape output (through at most one Transpose) selects one of Q, K, V on
@@ -31,13 +32,32 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from pipeline.graph.pruning.deps import Analysis
-from pipeline.graph.pruning.graph import attr
+from trtforge.pipeline.graph.pruning.deps import Analysis, Space
+from trtforge.pipeline.graph.pruning.graph import attr
+from trtforge.pipeline.graph.pruning.ops.base import pass_to
 
 
 def looks_fused(out_shape: Sequence[int | None], j: int, channels: int, inner: int) -> bool:
     """A Reshape that splits the (innermost) channel axis into trailing ``[3, H, Dh]``."""
     return inner == 1 and len(out_shape) == j + 3 and out_shape[j] == 3 and channels % 3 == 0
+
+
+def track_heads(
+    node: onnx.NodeProto, an: Analysis, space: Space, j: int, out_shape: Sequence[int | None]
+) -> None:
+    """Track the head axis ``j + 1``: channel ``c`` belongs to head ``(c // Dh) % H`` (all of Q, K, V)."""
+    heads, head_dim = int(out_shape[j + 1] or 0), int(out_shape[j + 2] or 0)
+    why = check(node, an, j)
+    if why is not None:
+        return an.pin(
+            space,
+            f"Reshape node {node.name!r} splits {space.size} channels into [3, {heads}, {head_dim}] "
+            f"like a fused QKV projection, but {why}",
+        )
+    in_pos = np.arange(space.size)
+    if pass_to(node, an, space, node.output[0], j + 1, (in_pos // head_dim) % heads, in_pos) is not None:
+        an.fixup("reshape", node, axis=j + 1)
+    return None
 
 
 def check(node: onnx.NodeProto, an: Analysis, j: int) -> str | None:

@@ -1,4 +1,8 @@
-"""Atomic file writes for the calibration package (it sits below ``pipeline`` and cannot use its helpers)."""
+"""Atomic file writes: a temp file beside the target, renamed onto it only when writing succeeded.
+
+Published files get the mode a plain ``open(path, "w")`` would give them (0666 minus the umask), not
+``mkstemp``'s private 0600, so every artifact of a run has the same permissions.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import onnx
-
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -18,6 +20,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~umask())
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -26,14 +29,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
-def save_model_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Save a model (< 2 GB; quantized models are smaller than their float source) atomically."""
-    with atomic_path(path) as tmp:
-        onnx.save_model(model, str(tmp))
-    return Path(path)
+    return write_bytes_atomic(path, text.encode())

@@ -1,4 +1,5 @@
-"""The TensorRT half of the ``build`` stage: environment, plan, build, metadata."""
+"""The TensorRT half of the ``build`` stage: environment, plan, build, metadata (the building blocks live
+in :mod:`trtforge.pipeline.engine`, which never imports stages)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifact import Artifact, IOSpec, sha256_model_files
-from pipeline.stage import StageContext, StageResult
+from trtforge.pipeline.artifact import Artifact, ArtifactKind, IOSpec, sha256_model_files
+from trtforge.pipeline.stage import StageContext, StageResult
 
 if TYPE_CHECKING:
-    from pipeline.stages.build import BuildConfig
+    from trtforge.pipeline.stages.build import BuildConfig
 
 ENGINE_NAME = "model.engine"
 
@@ -30,22 +31,23 @@ def _options_record(cfg: BuildConfig) -> dict[str, Any]:
 
 def run_tensorrt(cfg: BuildConfig, artifact: Artifact, ctx: StageContext) -> StageResult:
     """Build ``artifact`` into ``ctx.out_dir/model.engine`` (+ ``model.engine.json``)."""
-    from pipeline.config import env_cache_dir
-    from pipeline.engine.builder import TrtBuildOptions, build_engine, prepare_onnx
-    from pipeline.engine.cache import engine_cache_key, timing_cache_path
-    from pipeline.engine.env import require_trt_env
-    from pipeline.engine.legacy import read_calibration_cache
-    from pipeline.engine.metadata import EngineMetadata, onnx_precision, write_metadata
-    from pipeline.engine.version import check_legacy_allowed
-    from pipeline.onnx_io import load_onnx
-    from pipeline.stages.build import check_custom_ops, plan_profiles
+    from trtforge.pipeline.config import env_cache_dir
+    from trtforge.pipeline.engine.builder import TrtBuildOptions, build_engine, prepare_onnx
+    from trtforge.pipeline.engine.cache import engine_cache_key, timing_cache_path
+    from trtforge.pipeline.engine.custom_ops import check_custom_ops
+    from trtforge.pipeline.engine.env import require_trt_env
+    from trtforge.pipeline.engine.legacy import read_calibration_cache
+    from trtforge.pipeline.engine.metadata import EngineMetadata, onnx_precision, write_metadata
+    from trtforge.pipeline.engine.profiles import derive_profiles
+    from trtforge.pipeline.engine.version import check_legacy_allowed
+    from trtforge.pipeline.onnx_io import load_onnx
 
     trt, gpu = require_trt_env("building a TensorRT engine (--target tensorrt)", cfg.device)
     version = str(trt.__version__)
     check_legacy_allowed(version, cfg.legacy_fp16, cfg.legacy_calibration_file is not None)
     model = load_onnx(artifact.path)
     plugin_ids = check_custom_ops(model, artifact.path)
-    profiles = plan_profiles(artifact, cfg, model)
+    profiles = derive_profiles(artifact.iospec or IOSpec.from_onnx(model), cfg.shapes)
     calib = (
         read_calibration_cache(Path(cfg.legacy_calibration_file), version)
         if cfg.legacy_calibration_file is not None
@@ -92,7 +94,7 @@ def run_tensorrt(cfg: BuildConfig, artifact: Artifact, ctx: StageContext) -> Sta
     write_metadata(out, meta)
     result = Artifact(
         out,
-        "engine",
+        ArtifactKind.ENGINE,
         sha256_model_files(out),
         iospec,
         (*artifact.provenance, {"stage": "build", "target": "tensorrt"}),

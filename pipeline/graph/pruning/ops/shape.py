@@ -1,27 +1,63 @@
-"""Handlers of layout ops: Concat, Split, Slice, Reshape/Flatten, Squeeze/Unsqueeze, Gather.
+"""Layout ops: Transpose, Concat, Split, Slice, Reshape/Flatten, Squeeze/Unsqueeze, Gather, and
+Shape/Size (which read only the shape).
 
-A Reshape that splits a projection's channels into ``[3, H, Dh]`` (a fused QKV projection) is
-tracked on its head axis when ``fused_qkv.check`` accepts how the "3" axis is consumed, and
-pinned with its reason otherwise.
+Coupling: a tracked axis keeps its identity through a layout op, moved to the output axis it
+lands on: Concat shifts input ``i``'s positions by the sizes of inputs ``0..i-1`` along its axis,
+Split and Slice hand out ranges, a Reshape merges the tracked axis with the axes after it
+(channel ``c`` becomes the block ``c·inner .. (c+1)·inner − 1``) or splits it into heads (head
+``h`` is the block of channels ``h·Dh .. (h+1)·Dh − 1``; a fused QKV split, see ``attention``).
+
+Surgery: the constants that spell sizes follow the kept counts: a Reshape's target shape on the
+tracked axis, a Split's sizes, a Slice's bounds (start ``lo`` becomes the number of kept
+positions before ``lo``). Lossless mode: values move unchanged (``Carry.MOVES``). No MACs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
-from pipeline.graph.pruning import fused_qkv
-from pipeline.graph.pruning.deps import Analysis, Space
-from pipeline.graph.pruning.graph import attr
-from pipeline.graph.pruning.handlers import OpHandler, couple, pass_to, register_op_handler
+from trtforge.pipeline.graph.pruning.cut import Cut
+from trtforge.pipeline.graph.pruning.deps import Analysis, Fixup, Space
+from trtforge.pipeline.graph.pruning.graph import attr
+from trtforge.pipeline.graph.pruning.ops import attention
+from trtforge.pipeline.graph.pruning.ops.base import (
+    Carry,
+    HandlerTable,
+    OpHandler,
+    couple,
+    data_axis,
+    pass_to,
+)
 
 
-class Concat(OpHandler):
+@dataclass(frozen=True)
+class Layout(OpHandler):
+    """A layout op: constants move with their positions."""
+
+    carry: Carry = Carry.MOVES
+
+
+@dataclass(frozen=True)
+class Transpose(Layout):
+    """``y = transpose(x, perm)``: input axis ``a`` becomes output axis ``perm.index(a)``."""
+
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         rank = an.index.rank(space.tensor) or 0
-        axis = int(attr(node, "axis", 0)) % max(rank, 1)
+        perm = list(attr(node, "perm", list(range(rank))[::-1]))
+        pass_to(node, an, space, node.output[0], perm.index(space.axis))
+
+
+@dataclass(frozen=True)
+class Concat(Layout):
+    """On ``axis``, position ``p`` of input ``i`` lands at ``offset_i + p``, ``offset_i = Σ_{j<i} |x_j|``;
+    on any other axis every input shares the output's positions."""
+
+    def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
+        axis = data_axis(node, an, space)
         if space.axis != axis:
             for j, other in enumerate(node.input):
                 if j != idx:
@@ -41,12 +77,15 @@ class Concat(OpHandler):
         return None
 
 
-class Split(OpHandler):
+@dataclass(frozen=True)
+class Split(Layout):
+    """On ``axis``, output ``k`` holds input positions ``start_k + p``, ``start_k = Σ_{j<k} |y_j|``;
+    any other axis passes to every output."""
+
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         if idx != 0:
             return super().propagate(node, idx, space, an)
-        rank = an.index.rank(space.tensor) or 0
-        axis = int(attr(node, "axis", 0)) % max(rank, 1)
+        axis = data_axis(node, an, space)
         if space.axis != axis:
             for out in node.output:
                 pass_to(node, an, space, out, space.axis)
@@ -63,8 +102,34 @@ class Split(OpHandler):
         an.fixup("split", node, axis=axis)
         return None
 
+    def fix(self, node: onnx.NodeProto, fixup: Fixup, cut: Cut) -> None:
+        """The sizes become the kept counts of the outputs (in the ``split`` attribute or input)."""
+        axis = fixup.data["axis"]
+        sizes = []
+        for out in node.output:
+            n = cut.kept(out, axis)
+            shape = cut.an.index.shape(out)
+            sizes.append(n if n is not None else int((shape or [0] * (axis + 1))[axis] or 0))
+        for a in node.attribute:
+            if a.name == "split":
+                del a.ints[:]
+                a.ints.extend(sizes)
+                return
+        for k in range(len(node.attribute) - 1, -1, -1):
+            if node.attribute[k].name == "num_outputs":
+                del node.attribute[k]
+        arr = np.array(sizes, dtype=np.int64)
+        if len(node.input) > 1 and node.input[1]:
+            cut.set_node_const(node, 1, arr)
+            return
+        node.input.append(cut.add_initializer(f"{node.name}__split", arr))
 
-class Slice(OpHandler):
+
+@dataclass(frozen=True)
+class Slice(Layout):
+    """With constant bounds, output position ``p`` of the tracked axis is input position ``lo + p``
+    (step 1 only); slicing other axes keeps the tracked one whole."""
+
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         if idx != 0:
             return super().propagate(node, idx, space, an)
@@ -96,17 +161,37 @@ class Slice(OpHandler):
         an.fixup("slice", node, axis=space.axis, index=k, tensor=space.tensor)
         return None
 
+    def fix(self, node: onnx.NodeProto, fixup: Fixup, cut: Cut) -> None:
+        """``[lo, hi)`` becomes ``[kept before lo, kept before hi)`` on the tracked axis."""
+        sp = cut.an.space_of(fixup.data["tensor"], fixup.data["axis"])
+        if sp is None or cut.keep[sp.id].all():
+            return
+        k = fixup.data["index"]
+        starts, ends = cut.an.index.const(node.input[1]), cut.an.index.const(node.input[2])
+        assert starts is not None and ends is not None
+        lo, hi, _ = slice(int(starts[k]), int(ends[k])).indices(sp.size)
+        mask = cut.keep[sp.id]
+        new_lo = int(mask[:lo].sum())
+        new_hi = new_lo + int(mask[lo : max(lo, hi)].sum())
+        s2, e2 = starts.copy(), ends.copy()
+        s2[k], e2[k] = new_lo, new_hi
+        cut.set_node_const(node, 1, s2)
+        cut.set_node_const(node, 2, e2)
 
-class Reshape(OpHandler):
-    """Reshape/Flatten: the tracked axis keeps its identity, merges with the axes after it
-    (Flatten into Gemm: a channel becomes a block of positions) or splits into heads (the
-    outermost new axis is tracked; each head is a block of channels; for a fused QKV
-    projection, the head axis after the "3" axis, see ``fused_qkv``)."""
+
+@dataclass(frozen=True)
+class Reshape(Layout):
+    """Reshape (``flatten`` False) and Flatten: the tracked axis keeps its identity, merges with
+    the axes after it (Flatten into Gemm: a channel becomes a block of positions) or splits into
+    heads (the outermost new axis is tracked; each head is a block of channels; for a fused QKV
+    projection, the head axis after the "3" axis, see ``attention``)."""
+
+    flatten: bool = False
 
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         if idx != 0:
             return super().propagate(node, idx, space, an)
-        if node.op_type == "Reshape" and an.index.const(node.input[1]) is None:
+        if not self.flatten and an.index.const(node.input[1]) is None:
             return an.pin(space, f"Reshape node {node.name!r}: target shape is computed at run time")
         in_shape, out_shape = an.index.shape(space.tensor), an.index.shape(node.output[0])
         if in_shape is None or out_shape is None or any(d is None for d in in_shape[space.axis :]):
@@ -119,17 +204,29 @@ class Reshape(OpHandler):
             return an.pin(
                 space, f"{node.op_type} node {node.name!r}: mixes the channel axis with the axes before it"
             )
-        if node.op_type == "Reshape" and fused_qkv.looks_fused(out_shape, j, c, inner):
-            return _fused_qkv(node, an, space, j, out_shape)
+        if not self.flatten and attention.looks_fused(out_shape, j, c, inner):
+            return attention.track_heads(node, an, space, j, out_shape)
         positions = _positions(c, int(out_shape[j] or 0))
         if positions is None:
             return an.pin(
                 space,
                 f"{node.op_type} node {node.name!r}: axis of {out_shape[j]} does not divide {c} channels",
             )
-        if pass_to(node, an, space, node.output[0], j, *positions) is not None and node.op_type == "Reshape":
+        if pass_to(node, an, space, node.output[0], j, *positions) is not None and not self.flatten:
             an.fixup("reshape", node, axis=j)
         return None
+
+    def fix(self, node: onnx.NodeProto, fixup: Fixup, cut: Cut) -> None:
+        """The target shape's entry on the tracked axis becomes its kept count (0 and -1 stay)."""
+        j = fixup.data["axis"]
+        shape = cut.an.index.const(node.input[1])
+        n = cut.kept(node.output[0], j)
+        if shape is None or n is None:
+            return
+        if int(shape[j]) > 0 and int(shape[j]) != n:
+            new = shape.copy()
+            new[j] = n
+            cut.set_node_const(node, 1, new)
 
 
 def _positions(c: int, o: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -140,24 +237,6 @@ def _positions(c: int, o: int) -> tuple[np.ndarray, np.ndarray] | None:
         return np.arange(o), np.repeat(np.arange(c), o // c)
     if o and c % o == 0:
         return np.repeat(np.arange(o), c // o), np.arange(c)
-    return None
-
-
-def _fused_qkv(
-    node: onnx.NodeProto, an: Analysis, space: Space, j: int, out_shape: Sequence[int | None]
-) -> None:
-    """Track the head axis ``j + 1``: channel ``c`` belongs to head ``(c // Dh) % H`` (all of Q, K, V)."""
-    heads, head_dim = int(out_shape[j + 1] or 0), int(out_shape[j + 2] or 0)
-    why = fused_qkv.check(node, an, j)
-    if why is not None:
-        return an.pin(
-            space,
-            f"Reshape node {node.name!r} splits {space.size} channels into [3, {heads}, {head_dim}] "
-            f"like a fused QKV projection, but {why}",
-        )
-    in_pos = np.arange(space.size)
-    if pass_to(node, an, space, node.output[0], j + 1, (in_pos // head_dim) % heads, in_pos) is not None:
-        an.fixup("reshape", node, axis=j + 1)
     return None
 
 
@@ -176,7 +255,13 @@ def _matching_axis(shape: Sequence[int | None], extent: int) -> int | None:
     return None
 
 
-class Squeeze(OpHandler):
+@dataclass(frozen=True)
+class Squeeze(Layout):
+    """Squeeze drops size-1 ``axes`` (the tracked axis shifts left past them); Unsqueeze
+    (``unsqueeze`` True) inserts them (it lands on the ``axis``-th axis not inserted)."""
+
+    unsqueeze: bool = False
+
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         if idx != 0:
             return super().propagate(node, idx, space, an)
@@ -184,7 +269,7 @@ class Squeeze(OpHandler):
         if axes is None:
             return an.pin(space, f"{node.op_type} node {node.name!r}: axes are not constant")
         axes_l = [int(a) for a in np.asarray(axes).reshape(-1)]
-        if node.op_type == "Squeeze":
+        if not self.unsqueeze:
             rank = an.index.rank(space.tensor) or 0
             out_axis = space.axis - sum(1 for a in axes_l if a % rank < space.axis)
         else:
@@ -196,14 +281,14 @@ class Squeeze(OpHandler):
         return None
 
 
-class Gather(OpHandler):
+@dataclass(frozen=True)
+class Gather(Layout):
     """Gather along another axis than the tracked one keeps it (shifted by the index rank)."""
 
     def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
         if idx != 0:
             return super().propagate(node, idx, space, an)
-        rank = an.index.rank(space.tensor) or 0
-        axis = int(attr(node, "axis", 0)) % max(rank, 1)
+        axis = data_axis(node, an, space)
         if axis == space.axis:
             return an.pin(space, f"Gather node {node.name!r} selects positions along the channel axis")
         ind_rank = an.index.rank(node.input[1])
@@ -214,11 +299,24 @@ class Gather(OpHandler):
         return None
 
 
-register_op_handler("Concat", Concat())
-register_op_handler("Split", Split())
-register_op_handler("Slice", Slice())
-register_op_handler("Reshape", Reshape())
-register_op_handler("Flatten", Reshape())
-register_op_handler("Squeeze", Squeeze())
-register_op_handler("Unsqueeze", Squeeze())
-register_op_handler("Gather", Gather())
+@dataclass(frozen=True)
+class ShapeOnly(OpHandler):
+    """Shape/Size read only the shape, which surgery changes consistently: nothing to track."""
+
+    def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
+        return None
+
+
+HANDLERS: HandlerTable = (
+    ("Transpose", Transpose()),
+    ("Concat", Concat()),
+    ("Split", Split()),
+    ("Slice", Slice()),
+    ("Reshape", Reshape()),
+    ("Flatten", Reshape(flatten=True)),
+    ("Squeeze", Squeeze()),
+    ("Unsqueeze", Squeeze(unsqueeze=True)),
+    ("Gather", Gather()),
+    ("Shape", ShapeOnly()),
+    ("Size", ShapeOnly()),
+)
