@@ -55,34 +55,20 @@ def _set(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return cb
 
 
+#: the output flags every verb takes: (declarations, setting, help), handled here, not passed on
+_OUTPUT_FLAGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--debug",), "debug", "Show tracebacks for errors."),
+    (("--quiet", "-q"), "quiet", "Print nothing but errors (and JSON with --json)."),
+    (("--json", "as_json"), "json", "Print machine-readable JSON on stdout."),
+)
+
+
 def output_options(f: F) -> F:
     """Add ``--json``, ``--quiet`` and ``--debug`` to a command (handled here, not passed on)."""
-    f = click.option(
-        "--debug",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set("debug"),
-        help="Show tracebacks for errors.",
-    )(f)
-    f = click.option(
-        "--quiet",
-        "-q",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set("quiet"),
-        help="Print nothing but errors (and JSON with --json).",
-    )(f)
-    f = click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set("json"),
-        help="Print machine-readable JSON on stdout.",
-    )(f)
+    for decls, setting, text in _OUTPUT_FLAGS:
+        f = click.option(
+            *decls, is_flag=True, expose_value=False, is_eager=True, callback=_set(setting), help=text
+        )(f)
     return f
 
 

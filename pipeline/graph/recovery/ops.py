@@ -30,6 +30,16 @@ def _pads(node: onnx.NodeProto, nd: int) -> tuple[list[int], list[int] | None]:
     return [0] * nd, torch_pad
 
 
+def _conv_args(node: onnx.NodeProto, nd: int, pad: list[int]) -> dict[str, Any]:
+    """The keyword arguments torch's convolutions share, read from an ONNX Conv/ConvTranspose node."""
+    return {
+        "stride": get(node, "strides", [1] * nd),
+        "padding": pad,
+        "dilation": get(node, "dilations", [1] * nd),
+        "groups": get(node, "group", 1),
+    }
+
+
 @op("Conv")
 def _conv(node: onnx.NodeProto, x: Any, w: Any, b: Any = None) -> Any:
     nd = w.dim() - 2
@@ -37,15 +47,7 @@ def _conv(node: onnx.NodeProto, x: Any, w: Any, b: Any = None) -> Any:
     if explicit:
         x = F.pad(x, explicit)
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-    return fn(
-        x,
-        w,
-        b,
-        stride=get(node, "strides", [1] * nd),
-        padding=pad,
-        dilation=get(node, "dilations", [1] * nd),
-        groups=get(node, "group", 1),
-    )
+    return fn(x, w, b, **_conv_args(node, nd, pad))
 
 
 @op("ConvTranspose")
@@ -55,16 +57,8 @@ def _convt(node: onnx.NodeProto, x: Any, w: Any, b: Any = None) -> Any:
     if explicit:
         raise ValueError(f"{node.name}: asymmetric ConvTranspose pads are not supported in recovery")
     fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[nd]
-    return fn(
-        x,
-        w,
-        b,
-        stride=get(node, "strides", [1] * nd),
-        padding=pad,
-        output_padding=get(node, "output_padding", [0] * nd),
-        groups=get(node, "group", 1),
-        dilation=get(node, "dilations", [1] * nd),
-    )
+    extra = {"output_padding": get(node, "output_padding", [0] * nd)}
+    return fn(x, w, b, **_conv_args(node, nd, pad), **extra)
 
 
 @op("BatchNormalization")
