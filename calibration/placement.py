@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from trtforge.calibration.errors import CalibrationError
 
@@ -39,6 +41,10 @@ QUANTIZED_OPS = {
     "MatMulIntegerToFloat",
 }
 CONTROL_FLOW = ("If", "Loop", "Scan")
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+#: layout ops exporters put between a stored weight and the op reading it (tf2onnx HWIO -> OIHW
+#: Transpose, JAX Reshape, fp16 storage Cast); folded into initializers by ``fold_weight_layouts``
+WEIGHT_LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast")
 ORT_FOLLOW = (
     "Add",
     "Concat",
@@ -214,6 +220,137 @@ def _weight_index(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> i
     return consts[0] if len(consts) == 1 else None
 
 
+def _weight_inputs(node: onnx.NodeProto) -> tuple[int, ...]:
+    """Inputs of a weighted op that hold its weight (and bias) when they are constant."""
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        return (1, 2)
+    return (0, 1) if node.op_type == "MatMul" else ()
+
+
+def fold_weight_layouts(model: onnx.ModelProto) -> list[str]:
+    """Fold layout ops applied to an initializer (``WEIGHT_LAYOUT_OPS``) into the initializer they
+    compute, where a weighted op reads the result as its weight or bias; in place. Returns notes.
+
+    Both placements (and ONNX Runtime's quantizer) expect weights to *be* initializers: a Conv
+    reading ``Transpose(W_hwio, perm=[3, 2, 0, 1])`` would otherwise stay unquantized (tensorrt)
+    or quantize its weight as an activation. The folded value is the op's own definition applied
+    to the constant (``np.transpose``, ``np.reshape`` with ONNX's 0/-1 rules, ``astype``), and the
+    new initializer takes the name of the tensor it replaces, so every reader sees the same value;
+    chain nodes nobody reads any more are dropped. Anything else (a computed shape, a non-float
+    result) is left as it is.
+    """
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output if o}
+    outputs = {o.name for o in graph.output}
+    values: dict[str, np.ndarray | None] = {}
+
+    def value(name: str, depth: int = 0) -> np.ndarray | None:
+        if name in values:
+            return values[name]
+        out: np.ndarray | None = None
+        if name in inits:
+            out = numpy_helper.to_array(inits[name])
+        elif depth < 32 and name in producer:
+            node = producer[name]
+            if node.op_type in WEIGHT_LAYOUT_OPS and node.domain in ("", "ai.onnx") and node.input:
+                x = value(node.input[0], depth + 1)
+                if x is not None:
+                    args = [value(t, depth + 1) if t else None for t in node.input[1:]]
+                    out = _layout_value(node, x, args)
+        values[name] = out
+        return out
+
+    notes: list[str] = []
+    folded: set[str] = set()
+    for node in list(graph.node):
+        for i in _weight_inputs(node):
+            if i >= len(node.input) or not node.input[i] or node.input[i] in inits:
+                continue
+            name = node.input[i]
+            v = value(name)
+            if v is None or not np.issubdtype(v.dtype, np.floating):
+                continue
+            made_by = producer[name]
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(v), name))
+            inits[name] = graph.initializer[-1]
+            folded.add(name)
+            notes.append(
+                f"{'bias' if i == 2 else 'weight'} {name!r} of {node.op_type} node {node.name!r} is "
+                f"{made_by.op_type} of a constant: folded into an initializer"
+            )
+    if folded:
+        chain: set[str] = set()
+        todo = [producer[t] for t in folded]
+        while todo:
+            n = todo.pop()
+            if n.name not in chain:
+                chain.add(n.name)
+                todo.extend(producer[t] for t in n.input if t in producer)
+        _drop_dead(graph, {producer[t].name for t in folded}, chain, outputs)
+    return notes
+
+
+def _drop_dead(graph: onnx.GraphProto, replaced: set[str], chain: set[str], outputs: set[str]) -> None:
+    """Remove the nodes named in ``replaced``, then the ``chain`` nodes nothing reads any more
+    (node names are unique: ``name_nodes`` ran first)."""
+    keep = [n for n in graph.node if n.name not in replaced]
+    while True:
+        read = {t for n in keep for t in n.input} | outputs
+        for n in keep:  # subgraphs read outer names too
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    read.update(t for sn in a.g.node for t in sn.input)
+                read.update(t for g in a.graphs for sn in g.node for t in sn.input)
+        dead = {n.name for n in keep if n.name in chain and not any(o in read for o in n.output if o)}
+        if not dead:
+            break
+        keep = [n for n in keep if n.name not in dead]
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def _layout_value(node: onnx.NodeProto, x: np.ndarray, args: list[np.ndarray | None]) -> np.ndarray | None:
+    """``node`` (a ``WEIGHT_LAYOUT_OPS`` op) applied to the constant ``x``; None when not computable."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    if op == "Identity":
+        return x
+    if op == "Transpose":
+        perm = attrs.get("perm")
+        return np.transpose(x, None if perm is None else [int(p) for p in perm])
+    if op == "Cast":
+        to = int(attrs.get("to", 0))
+        return x.astype(onnx.helper.tensor_dtype_to_np_dtype(to)) if to in FLOAT_TYPES[:2] else None
+    if op == "Flatten":
+        axis = int(attrs.get("axis", 1)) % (x.ndim + 1) if x.ndim else 0
+        return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+    if op == "Reshape":
+        if not args or args[0] is None:
+            return None
+        shape = [int(d) for d in args[0].reshape(-1)]
+        if not int(attrs.get("allowzero", 0)):
+            shape = [x.shape[k] if d == 0 and k < x.ndim else d for k, d in enumerate(shape)]
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            return None
+    axes_value = args[0] if args and args[0] is not None else attrs.get("axes")
+    axes = None if axes_value is None else [int(a) for a in np.asarray(axes_value).reshape(-1)]
+    if op == "Squeeze":
+        if axes is None:
+            return np.squeeze(x)
+        norm = tuple(a % max(x.ndim, 1) for a in axes)
+        return np.squeeze(x, axis=norm) if all(x.shape[a] == 1 for a in norm) else None
+    if op == "Unsqueeze" and axes is not None:
+        rank = x.ndim + len(axes)
+        out = x
+        for a in sorted(a % rank for a in axes):
+            out = np.expand_dims(out, a)
+        return out
+    return None
+
+
 def _survey(model: onnx.ModelProto, placement: Placement) -> None:
     for node in model.graph.node:
         if node.op_type in CONTROL_FLOW:
@@ -265,7 +402,9 @@ def plan_onnxruntime(model: onnx.ModelProto) -> Placement:
     inits = {i.name for i in model.graph.initializer}
     plan = Placement("onnxruntime-cpu", [])
     _survey(model, plan)
-    quantized_domain = {i.name for i in model.graph.input}
+    # float graph inputs only: an int32 input (tf2onnx/JAX byte or token ids) is never quantized,
+    # so a layout op reading it is no group of its own
+    quantized_domain = {i.name for i in model.graph.input if _is_float(i)}
     for node in model.graph.node:
         acts = [t for t in node.input if t and t not in inits]
         if node.op_type in WEIGHTED:
@@ -282,6 +421,10 @@ def plan_onnxruntime(model: onnx.ModelProto) -> Placement:
             plan.nodes.append(node.name)
             quantized_domain.update(node.output)
     return plan
+
+
+def _is_float(vi: onnx.ValueInfoProto) -> bool:
+    return vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in FLOAT_TYPES
 
 
 def plan(model: onnx.ModelProto, target: str) -> Placement:

@@ -65,17 +65,39 @@ class Calibrated:
     ranges: dict[str, tuple[float, float]]
     mixed: dict[str, str]
     forced_float: set[str] = field(default_factory=set)  # groups kept float by rule (mixed ranges)
+    source: str = "model"
+    excluded: dict[str, str] = field(default_factory=dict)  # group -> why the library cannot take it
 
     @property
     def groups(self) -> list[str]:
-        return [g for g in self.plan.nodes if g not in self.forced_float]
+        return [g for g in self.plan.nodes if g not in self.forced_float and g not in self.excluded]
 
     def build(self, skip: Collection[str] = ()) -> onnx.ModelProto:
-        """The Q/DQ model with groups in ``skip`` (and the forced ones) left float."""
+        """The Q/DQ model with groups in ``skip`` (and the forced ones) left float.
+
+        ``onnxruntime-cpu``: groups ONNX Runtime's quantizer fails on are found on the first build
+        that meets them, left float from then on and listed in ``excluded`` with the reason; a
+        model none of whose groups it can quantize is refused (``CalibrationError``)."""
         skipped = set(skip) | self.forced_float
         if self.plan.target == "tensorrt":
             return qdq.write_tensorrt(self.model, self.plan, self.amax, skipped)
-        return qdq.write_onnxruntime(self.model, self.plan, self.ranges, skipped, self.options.reduce_range)
+        had = len(self.excluded)
+        out = qdq.write_onnxruntime(
+            self.model,
+            self.plan,
+            self.ranges,
+            skipped,
+            self.options.reduce_range,
+            excluded=self.excluded,
+            source=self.source,
+        )
+        if len(self.excluded) > had and not skip and not self.groups:
+            raise CalibrationError(
+                f"{self.source}: ONNX Runtime's quantizer fails on every quantizable node "
+                f"({next(iter(self.excluded.values()))}); quantize for --target tensorrt or use "
+                "--precision fp16 instead"
+            )
+        return out
 
     def weight_amax(self) -> dict[str, list[float]]:
         inits = {i.name: i for i in self.model.graph.initializer}
@@ -87,12 +109,19 @@ class Calibrated:
 
 
 def prepare(model: onnx.ModelProto, target: str, source: str) -> onnx.ModelProto:
-    """Copy, refuse quantized input, name nodes, Constant -> initializer, opset >= 13.
+    """Copy, refuse quantized input, name nodes, Constant -> initializer, opset >= 13, weights
+    reached through layout ops of a constant folded into initializers.
 
     For ``onnxruntime-cpu`` also ONNX Runtime's basic graph optimizations (BN folding, constant
-    folding), as its ``quant_pre_process`` does. TensorRT fuses BN itself and the legacy cache
-    must keep the user's tensor names, so the ``tensorrt`` graph is left as it is.
+    folding), as its ``quant_pre_process`` does, and Gemm biases in the 1-D shape its quantizer
+    needs (``qdq.normalise_gemm_bias``). TensorRT fuses BN itself and the legacy cache must keep
+    the user's tensor names, so the ``tensorrt`` graph keeps every activation as it is.
     """
+    return _prepare(model, target, source)[0]
+
+
+def _prepare(model: onnx.ModelProto, target: str, source: str) -> tuple[onnx.ModelProto, list[str]]:
+    """``prepare``, and notes on what was changed for the quantizer."""
     placement.check_not_quantized(model, source)
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -109,7 +138,10 @@ def prepare(model: onnx.ModelProto, target: str, source: str) -> onnx.ModelProto
         m = _ort_basic(m, source)
     _constants_to_initializers(m)
     placement.name_nodes(m)
-    return m
+    notes = placement.fold_weight_layouts(m)
+    if target == "onnxruntime-cpu":
+        notes += qdq.normalise_gemm_bias(m)
+    return m, notes
 
 
 def _ort_basic(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
@@ -146,8 +178,9 @@ def calibrate(
     progress: Progress | None = None,
 ) -> Calibrated:
     """Prepare ``model``, stream ``batches`` through it and compute every range the target needs."""
-    prepared = prepare(model, options.target, source)
+    prepared, notes = _prepare(model, options.target, source)
     plan = placement.plan(prepared, options.target)
+    plan.notes[:0] = notes
     if not plan.nodes:
         raise CalibrationError(
             f"{source}: nothing to quantize for target {options.target} "
@@ -181,7 +214,7 @@ def calibrate(
             "no float range for %d tensors (e.g. %s); their consumers stay float", len(missing), missing[0]
         )
     mixed = mixed_mod.find_mixed(prepared, stats.tensors, needed, options.mixed_range_ratio)
-    cal = Calibrated(prepared, plan, stats, options, amax, ranges, mixed)
+    cal = Calibrated(prepared, plan, stats, options, amax, ranges, mixed, source=source)
     cal.forced_float = _forced(cal, set(missing))
     return cal
 
@@ -202,6 +235,7 @@ def report_notes(cal: Calibrated) -> list[str]:
     notes = list(cal.plan.notes)
     for t, why in sorted(cal.mixed.items()):
         notes.append(f"mixed-range tensor {t!r} kept float ({why})")
+    notes.extend(cal.excluded[g] for g in sorted(cal.excluded))
     return notes
 
 
@@ -212,6 +246,7 @@ def summary(cal: Calibrated) -> dict[str, Any]:
         "samples": cal.stats.samples,
         "groups": len(cal.plan.nodes),
         "forced_float": sorted(cal.forced_float),
+        "excluded": dict(sorted(cal.excluded.items())),
         "unknown_ops": {k: v for k, v in cal.plan.float_ops.items()},
         "control_flow": cal.plan.control_flow,
         "notes": report_notes(cal),

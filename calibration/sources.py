@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from trtforge.calibration.data import check_feed, data_files, iter_batches
+from trtforge.calibration.data import (
+    FeedLayout,
+    StepFn,
+    check_feed,
+    data_files,
+    iter_batches,
+    iter_steps,
+    parse_state,
+)
 from trtforge.calibration.errors import DataError
 from trtforge.common.tensors import TensorSpec
 
@@ -69,25 +77,45 @@ def open_batches(
     batch_size: int,
     limit: int | None = None,
     preprocess: ImagePreprocess | None = None,
+    *,
+    state: Sequence[str] = (),
+    step: StepFn | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Checked feeds from ``source`` (see :func:`source_kind`), at most ``limit`` samples."""
+    """Checked feeds from ``source`` (see :func:`source_kind`), at most ``limit`` samples.
+
+    ``state``: ``IN:OUT`` pairs of a streaming model; the data files are then the steps of sequences
+    (:func:`calibration.data.iter_steps`) and ``step`` runs the model to carry the state.
+    """
     kind = source_kind(source)
+    if state:
+        if kind != "arrays":
+            raise DataError(
+                f"{source}: state pairs ({', '.join(state)}) need .npy/.npz step files, not {kind} data"
+            )
+        return iter_steps(source, specs, parse_state(state, specs), step, limit)
     if kind == "callable":
-        return _limit(_callable_batches(str(source), specs), limit)
+        return _limit(_callable_batches(str(source), specs), specs, limit)
     if kind == "images":
         return _image_batches(Path(source), specs, batch_size, limit, preprocess)
     files = data_files(source)
-    if all(f.suffix == ".npy" for f in files) and len(specs) == 1:
+    if (
+        all(f.suffix == ".npy" for f in files)
+        and len(specs) == 1
+        and FeedLayout.of(specs).axes[specs[0].name] == 0
+    ):
         return _npy_batches(files, specs, batch_size, limit)
     return iter_batches(source, specs, batch_size, limit)
 
 
-def _limit(feeds: Iterator[dict[str, np.ndarray]], limit: int | None) -> Iterator[dict[str, np.ndarray]]:
+def _limit(
+    feeds: Iterator[dict[str, np.ndarray]], specs: Sequence[TensorSpec], limit: int | None
+) -> Iterator[dict[str, np.ndarray]]:
+    layout = FeedLayout.of(specs)
     seen = 0
     for feed in feeds:
-        n = int(next(iter(feed.values())).shape[0])
+        n = layout.samples(feed, "calibration data function")
         if limit is not None and seen + n > limit:
-            feed = {k: v[: limit - seen] for k, v in feed.items()}
+            feed = layout.take(feed, 0, limit - seen)
             n = limit - seen
         if n > 0:
             yield feed
@@ -97,8 +125,7 @@ def _limit(feeds: Iterator[dict[str, np.ndarray]], limit: int | None) -> Iterato
 
 
 def _static_batch(specs: Sequence[TensorSpec], batch_size: int) -> int:
-    static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0}
-    return min(static) if static else batch_size
+    return FeedLayout.of(specs).static_batch() or batch_size
 
 
 def _npy_batches(
@@ -153,7 +180,8 @@ def _callable_batches(spec_text: str, specs: Sequence[TensorSpec]) -> Iterator[d
             )
         arrays = {s.name: np.asarray(feed[s.name]) for s in specs}
         check_feed(arrays, specs, f"{spec_text} item {i}")
-        yield {s.name: np.ascontiguousarray(arrays[s.name], dtype=np.dtype(s.dtype)) for s in specs}
+        cast = {s.name: np.asarray(arrays[s.name], dtype=np.dtype(s.dtype), order="C") for s in specs}
+        yield FeedLayout.of(specs).ordered(cast)
 
 
 def load_image(path: Path, spec: TensorSpec, pre: ImagePreprocess) -> np.ndarray:

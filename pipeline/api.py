@@ -307,20 +307,18 @@ def bench(
 
 
 def inspect(model: str | Path) -> dict[str, Any]:
-    """An ONNX model's inputs/outputs, opsets, op counts, parameter count, size and hash."""
-    from collections import Counter
+    """An ONNX model's inputs/outputs, opsets, op counts, parameter count, size and hash.
 
-    import numpy as np
-    import onnx.numpy_helper
-
+    Nodes and op counts include the nodes of subgraphs (If branches, Loop/Scan bodies); parameters
+    are the weight elements of initializers and of ``Constant`` nodes (some exporters hold every
+    weight in one), not the int64 shape and index constants.
+    """
     from trtforge.pipeline.artifact import IOSpec, sha256_model_files
+    from trtforge.pipeline.graph.constants import parameter_count
+    from trtforge.pipeline.graph.subgraphs import node_count, op_counts
 
     path = Path(model)
     proto = load_onnx(path)
-    ops = Counter(n.op_type for n in proto.graph.node)
-    params = sum(
-        int(np.prod(onnx.numpy_helper.to_array(t).shape, dtype=np.int64)) for t in proto.graph.initializer
-    )
     return {
         "path": str(path),
         "sha256": sha256_model_files(path),
@@ -328,7 +326,7 @@ def inspect(model: str | Path) -> dict[str, Any]:
         "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "io": IOSpec.from_onnx(proto).to_dict(),
-        "nodes": len(proto.graph.node),
-        "ops": dict(sorted(ops.items())),
-        "parameters": params,
+        "nodes": node_count(proto),
+        "ops": op_counts(proto),
+        "parameters": parameter_count(proto),
     }

@@ -193,11 +193,22 @@ def tool_versions() -> dict[str, str]:
 def _hash_path(p: Path | None) -> str | None:
     if p is None:
         return None
-    if p.is_dir():
+    if p.is_dir():  # subdirectories too: sequences of step files
         h = hashlib.sha256()
-        for f in sorted(x for x in p.iterdir() if x.is_file()):
-            h.update(f.name.encode())
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(str(f.relative_to(p)).encode())
             h.update(sha256_file(f).encode())
+        return h.hexdigest()
+    if p.suffix == ".txt" and p.is_file():  # a list of data files: the files it names count too
+        from trtforge.calibration.data import data_files
+        from trtforge.calibration.errors import DataError
+
+        h = hashlib.sha256(sha256_file(p).encode())
+        try:
+            for f in data_files(p):
+                h.update(sha256_file(f).encode())
+        except DataError:
+            pass  # the stage reports the broken list
         return h.hexdigest()
     return sha256_file(p) if p.is_file() else None
 

@@ -147,6 +147,8 @@ class Stage(ABC, Generic[C]):
     output_kind: ClassVar[ArtifactKind | None] = ArtifactKind.ONNX
     #: graph stages get an ORT smoke run of their output in ``ensures``
     smoke_run: ClassVar[bool] = True
+    #: the input model of the latest ``run`` (named by ``ensures``' errors instead of staging paths)
+    _source: Path | None = None
 
     def __init__(self, config: C) -> None:
         self.config = config
@@ -171,23 +173,19 @@ class Stage(ABC, Generic[C]):
             )
 
     def ensures(self, result: StageResult, ctx: StageContext) -> None:
-        """Postconditions. ONNX outputs: checker, shape inference and (optionally) an ORT smoke run."""
+        """Postconditions. ONNX outputs: checker, shape inference and (optionally) an ORT smoke run on
+        the user's data or shapes (``pipeline.contracts``); errors name the stage's input model."""
         if result.artifact.kind != ArtifactKind.ONNX:
             return
-        from trtforge.pipeline.contracts import check_onnx_artifact
+        from trtforge.pipeline.contracts import check_stage_output
 
-        try:
-            check_onnx_artifact(result.artifact.path, smoke_run=self.smoke_run)
-        except Exception as exc:
-            raise StageError(
-                f"stage {self.name!r} produced an invalid model {result.artifact.path}: "
-                f"{exc}{self._after(ctx)}"
-            ) from exc
+        check_stage_output(self, result, ctx, self._source)
 
     def run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
         self.requires(artifact, ctx)
         log.info("stage %s: %s", self.name, artifact.path)
         result = self._run(artifact, ctx)
+        self._source = artifact.path
         self.ensures(result, ctx)
         return result
 

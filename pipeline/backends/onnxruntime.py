@@ -6,7 +6,7 @@ custom-op plugins).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +97,31 @@ def _open(path: Path, kind: ArtifactKind, options: RunnerOptions) -> Runner:
     return OrtRunner(path, config, options.name)
 
 
-def random_feed(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for smoke runs only (never for validation): dynamic dims become ``batch``/1."""
+def random_feed(
+    specs: Sequence[TensorSpec],
+    batch: int = 1,
+    seed: int = 0,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    source: str = "",
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs for smoke runs and self-checks (never for validation).
+
+    Sizes come from :func:`trtforge.pipeline.validation.feeds.feed_shapes`: fixed dims keep theirs,
+    the batch axis gets ``batch``, other dynamic dims come from ``shapes`` (``--shapes``); a size
+    nothing gives is refused (``UnknownShapeError``, exit 2, naming ``source``, the input and axis).
+    """
+    from trtforge.pipeline.validation.feeds import feed_shapes
+
+    sizes = feed_shapes(specs, batch, shapes, source)
     rng = np.random.default_rng(seed)
     feed: dict[str, np.ndarray] = {}
     for spec in specs:
-        shape = [
-            d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(spec.shape)
-        ]
+        shape = sizes[spec.name]
         dtype = np.dtype(spec.dtype)
         if np.issubdtype(dtype, np.floating):
-            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+            feed[spec.name] = np.asarray(rng.standard_normal(shape), dtype=dtype)
         elif dtype == np.bool_:
-            feed[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+            feed[spec.name] = np.asarray(rng.integers(0, 2, shape), dtype=dtype)
         else:
-            feed[spec.name] = rng.integers(0, 4, shape).astype(dtype)
+            feed[spec.name] = np.asarray(rng.integers(0, 4, shape), dtype=dtype)
     return feed

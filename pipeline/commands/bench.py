@@ -26,6 +26,16 @@ FLAGS: dict[str, Flag] = {
     "max_latency_ratio": Flag(
         "Exit 1 when a model's p50 latency exceeds this multiple of the first model's."
     ),
+    "shapes": Flag(
+        "Random inputs: size of a dynamic input, NAME:1x3x640x640 (the syntax of build --shapes; "
+        "the batch axis takes --batch).",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model with --data: state input IN (fed by output OUT from step to step); a first "
+        "step file without it is timed with a zero state.",
+        metavar="IN:OUT",
+    ),
 }
 
 

@@ -24,6 +24,16 @@ FLAGS: dict[str, Flag] = {
     "num_samples": Flag("Samples of --calibration-data searched for FP16 overflow."),
     "batch_size": Flag("Samples per ONNX Runtime run of the overflow search."),
     "overflow_margin": Flag("Keep a node FP32 when its |values| exceed this fraction of the FP16 maximum."),
+    "shapes": Flag(
+        "Size of a dynamic input where no data gives it (the post-run check): NAME:1x3x640x640, "
+        "the syntax of build --shapes.",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model: state input IN fed by output OUT of the previous step (the calibration "
+        "files are the steps of a sequence; a file holding IN starts from it).",
+        metavar="IN:OUT",
+    ),
 }
 
 

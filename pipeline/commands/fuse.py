@@ -25,6 +25,16 @@ FLAGS: dict[str, Flag] = {
     "rtol": Flag("Parity gate, relative tolerance (see --atol)."),
     "parity_batches": Flag("Batches of inputs the parity check runs."),
     "seed": Flag("Seed of the random parity inputs."),
+    "shapes": Flag(
+        "Size of a dynamic input where no data gives it (random parity inputs, the post-run check): "
+        "NAME:1x3x640x640, the syntax of build --shapes.",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model: state input IN fed by output OUT of the previous step (the data files "
+        "are the steps of a sequence; a file holding IN starts from it).",
+        metavar="IN:OUT",
+    ),
 }
 
 
@@ -83,6 +93,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
             f"{payload['rejections'][0]['rule']} at {payload['rejections'][0]['node']}: "
             f"{payload['rejections'][0]['reason']} (all in --json)"
         )
+    for guard in payload.get("guards", []):
+        out.print(f"Guard ({guard['pass']}): {guard['reason']}")
     parity = payload["parity"]
     status = "ok" if all(g["passed"] for g in payload["gates"]) else "FAILED"
     out.print(

@@ -38,6 +38,16 @@ FLAGS: dict[str, Flag] = {
     "stat_batches": Flag("Calibration batches for activation importance and the parity report."),
     "lossless_atol": Flag("Parity tolerance of the lossless (dead-channel) check."),
     "latency_runs": Flag("Timed runs per model of the before/after latency (0: skip it)."),
+    "shapes": Flag(
+        "Size of a dynamic input where no data gives it (random parity and latency inputs, the "
+        "post-run check): NAME:1x3x640x640, the syntax of build --shapes.",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model: state input IN fed by output OUT of the previous step (the data files "
+        "are the steps of a sequence; a file holding IN starts from it).",
+        metavar="IN:OUT",
+    ),
 }
 
 
@@ -94,10 +104,17 @@ def _print_summary(p: dict[str, Any]) -> None:
         table.add_row(g["id"], layers, str(g["size"]), str(g["removed"]), str(g["dead"]), status)
     out.print(table)
     m, prm, sz = p["macs"], p["params"], p["size_bytes"]
+    macs = (
+        f"MACs {m['before']:,} -> {m['after']:,} ({m['ratio']}x fewer)"
+        if m["before"] is not None
+        else "MACs unknown"
+    )
     out.print(
-        f"MACs {m['before']:,} -> {m['after']:,} ({m['ratio']}x fewer); params {prm['before']:,} -> "
+        f"{macs}; params {prm['before']:,} -> "
         f"{prm['after']:,}; size {sz['before'] / 1024:.1f} -> {sz['after'] / 1024:.1f} KiB"
     )
+    if m.get("unknown"):
+        out.print(f"MACs unknown: {m['unknown']}")
     if "latency_ms" in p:
         out.print(
             f"Latency (batch 1, 1 thread): {p['latency_ms']['before']} -> {p['latency_ms']['after']} ms"

@@ -41,6 +41,16 @@ FLAGS: dict[str, Flag] = {
     "reduce_range": Flag("7-bit activations (onnxruntime-cpu on CPUs without VNNI)."),
     "measure_latency": Flag("Time the INT8 model against the FP32 one (ONNX Runtime CPU, 1 thread)."),
     "plot": Flag("Plot the ranges of the worst-fitting tensors (ranges_worst.png; needs matplotlib)."),
+    "shapes": Flag(
+        "Size of a dynamic input where no data gives it (latency inputs, the post-run check): "
+        "NAME:1x3x640x640, the syntax of build --shapes.",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model: state input IN fed by output OUT of the previous step (calibration and "
+        "validation files are the steps of a sequence; a file holding IN starts from it).",
+        metavar="IN:OUT",
+    ),
 }
 
 

@@ -31,6 +31,15 @@ FLAGS: dict[str, Flag] = {
     ),
     "min_cosine": Flag("Gate: every output's cosine similarity >= this."),
     "max_accuracy_drop": Flag("Gate: label accuracy drop <= this fraction (needs labels)."),
+    "shapes": Flag(
+        "With --random-data: size of a dynamic input, NAME:1x3x640x640 (the syntax of build --shapes).",
+        metavar="NAME:SHAPE",
+    ),
+    "state": Flag(
+        "Streaming model: state input IN fed by REFERENCE's output OUT of the previous step (the "
+        "--data files are the steps of a sequence; a file holding IN starts from it).",
+        metavar="IN:OUT",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ optimizations off and compared with the input model on a random feed under the o
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import onnx
 
 from trtforge.common.ort import SessionConfig, create_session
-from trtforge.pipeline.errors import InputError, MissingDependencyError, StageError
+from trtforge.pipeline.errors import InputError, MissingDependencyError, StageError, first_line
 from trtforge.pipeline.validation.rule import ParityCheck
 from trtforge.pipeline.validation.selfcheck import SelfCheckResult
 
@@ -60,9 +61,12 @@ def _providers(opts: OrtBuildOptions) -> list[str]:
     return wanted
 
 
-def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> tuple[dict[str, Any], SelfCheckResult]:
+def build_ort_model(
+    src: Path, out: Path, opts: OrtBuildOptions, data: Mapping[str, str | Path | None] | None = None
+) -> tuple[dict[str, Any], SelfCheckResult]:
     """Write the optimized model for ``src`` to ``out``; return the record of how (for ``OUT.json``)
-    and the smoke parity of the optimized model against the input."""
+    and the smoke parity of the optimized model against the input (on ``data`` where the check
+    names data sets, e.g. for inputs whose sizes only the data gives)."""
     import onnxruntime as ort
 
     from trtforge.pipeline.artifact import IOSpec, sha256_model_files
@@ -80,7 +84,7 @@ def build_ort_model(src: Path, out: Path, opts: OrtBuildOptions) -> tuple[dict[s
     )
     if not out.is_file():
         raise StageError(f"ONNX Runtime wrote no optimized model to {out}")
-    parity = _parity(model, out, IOSpec.from_onnx(model).inputs, opts)
+    parity = _parity(model, out, IOSpec.from_onnx(model).inputs, opts, src, data or {})
     record = {
         "onnxruntime_version": ort.__version__,
         "providers": providers,
@@ -120,14 +124,29 @@ def _count_nodes(path: Path, model_format: str) -> int | None:
     return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 
-def _parity(model: onnx.ModelProto, out: Path, specs: Any, opts: OrtBuildOptions) -> SelfCheckResult:
-    """The optimized model against the input model on ``opts.check``'s random feed (both unoptimized)."""
+def _parity(
+    model: onnx.ModelProto,
+    out: Path,
+    specs: Any,
+    opts: OrtBuildOptions,
+    src: Path,
+    data: Mapping[str, str | Path | None],
+) -> SelfCheckResult:
+    """The saved optimized model (loaded unoptimized) against the input model optimized in memory at the
+    same level: the artifact must compute what ONNX Runtime computes for its input. (Against the input
+    run unoptimized, a Q/DQ model would "fail": ONNX Runtime's fused QLinear kernels round differently
+    from the float emulation of Q/DQ, by design.)"""
     from trtforge.pipeline.backends.onnxruntime import OrtRunner
     from trtforge.pipeline.validation.selfcheck import compare_runners
 
-    ref = OrtRunner(model, _config(opts, "disable"), name="the input model")
+    ref = OrtRunner(model, _config(opts, opts.opt_level), name="the input model")
     loading = {"session.load_model_format": "ORT"} if opts.model_format == "ort" else {}
     custom = _has_custom(model)  # an .ort file cannot be inspected for plugin nodes: say so
     got = OrtRunner(out, _config(opts, "disable", config_entries=loading, extensions_library=custom))
-    source, feeds = opts.check.feeds(specs, {})
-    return compare_runners(ref.load(), got.load(), feeds, opts.check, source)
+    source, feeds = opts.check.feeds(specs, data, model=src, source=f"build: {src}")
+
+    def cannot_run(runner: Any, exc: Exception) -> Exception:
+        who = str(src) if runner is ref else f"the optimized model of {src}"
+        return InputError(f"{who}: ONNX Runtime cannot run it on {source} inputs ({first_line(exc)})")
+
+    return compare_runners(ref.load(), got.load(), feeds, opts.check, source, on_error=cannot_run)

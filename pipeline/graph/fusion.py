@@ -4,12 +4,20 @@ Rules (``pipeline/graph/rules/``, one per file) and library passes (onnx-ir, onn
 onnxslim) work on an onnx-ir copy of the model; the caller's ModelProto is never touched.
 After every pass the nodes it left without readers are removed, so each pass is credited with
 exactly the nodes its rewrites made dead.
+
+Subgraphs (If branches, Loop and Scan bodies) are rewritten too, in their scope: a rule never
+pairs a node with one in another graph, an Identity or Dropout that returns an outer value from a
+branch stays, and no pass inlines a branch. Where a library pass gets subgraphs wrong, the part at
+fault is left out on models that have them and a *guard* says so (``PassReport.guards``, the
+fuse stage's ``guards`` metric), or its output is repaired (``rules/_library.py``).
+
+Last, each Pad whose merge into the Conv it feeds would slow ONNX Runtime's CPU Conv is written
+so that ONNX Runtime leaves it apart (``rules/_pads.py``; reported as ``keep_pads_apart``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,15 +25,21 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
+from trtforge.common.errors import first_line
 from trtforge.pipeline.graph.options import FusionOptions
 from trtforge.pipeline.graph.rules import _library as lib
 from trtforge.pipeline.graph.rules._base import Rejection, Rule, apply_rule
+from trtforge.pipeline.graph.rules._pads import keep_pads_apart, slow_pad_merges, two_input_pads
 from trtforge.pipeline.graph.rules.fold_bn_into_conv import FoldBatchNormIntoConv
 from trtforge.pipeline.graph.rules.fold_bn_into_conv_transpose import FoldBatchNormIntoConvTranspose
 from trtforge.pipeline.graph.rules.fold_bn_into_gemm import FoldBatchNormIntoGemm
 from trtforge.pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
 from trtforge.pipeline.graph.rules.remove_dropout import RemoveDropout
+from trtforge.pipeline.graph.rules.remove_identity import RemoveIdentity
 from trtforge.pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
+from trtforge.pipeline.graph.subgraphs import op_counts
+
+__all__ = ["PASSES", "FusionPass", "FusionResult", "PassOutcome", "PassReport", "fuse_model", "op_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,7 @@ class PassOutcome:
     modified: bool
     applied: int = 0
     rejections: tuple[Rejection, ...] = ()
+    guards: tuple[str, ...] = ()  # what the pass left out on this model, and why
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class PassReport:
     applied: int
     nodes_removed: int
     rejections: tuple[Rejection, ...] = ()
+    guards: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +75,7 @@ class PassReport:
             "applied": self.applied,
             "nodes_removed": self.nodes_removed,
             "rejections": [r.to_dict() for r in self.rejections],
+            "guards": list(self.guards),
         }
 
 
@@ -70,6 +87,11 @@ class FusionResult:
     @property
     def modified(self) -> bool:
         return any(p.modified for p in self.passes)
+
+    @property
+    def guards(self) -> list[dict[str, str]]:
+        """``{"pass", "reason"}`` for each part of a pass left out on this model (subgraphs...)."""
+        return [{"pass": p.name, "reason": g} for p in self.passes for g in p.guards]
 
 
 def _rule(rule: Rule[Any]) -> Callable[[ir.Model, FusionOptions], PassOutcome]:
@@ -92,12 +114,34 @@ def _onnxslim(model: ir.Model, options: FusionOptions) -> PassOutcome:
     if not options.simplify_shapes:
         skip_patterns += lib.ONNXSLIM_SHAPE_PATTERNS
     skip_opts = [] if options.fold_constants else ["constant_folding"]
+    guards = []
+    if options.fold_constants and lib.has_subgraphs(model):
+        # onnxslim's folding (its onnx-graphsurgeon fork) inlines an If whose condition folded to a
+        # constant, and drops the If's output where the branch returns a constant: the model
+        # becomes invalid. Our fold_constants pass already folded without inlining.
+        skip_opts.append("constant_folding")
+        guards.append(lib.SUBGRAPH_FOLD_GUARD.format(tool="onnxslim's"))
+    slow = slow_pad_merges(ir.serde.serialize_model(model))
+    if slow:
+        # merged into these Convs, the padding slows them on ONNX Runtime's CPU (rules/_pads.py)
+        skip_patterns.append("FusionPadConv")
+        pad, why = next(iter(slow.items()))
+        guards.append(
+            f"onnxslim's FusionPadConv skipped: merging Pad {pad!r} ({why}) and {len(slow) - 1} more into "
+            "their Convs slows ONNX Runtime's CPU Conv"
+        )
     dropouts = any(n.op_type == "Dropout" for n in ir.traversal.RecursiveGraphIterator(model.graph))
     if not options.remove_identity or dropouts:
         # onnxslim's dead-node step erases every Identity and Dropout, even the Dropouts our
         # rule kept for a reason (training_mode, a mask in use)
         skip_opts.append("dead_node_elimination")
-    return PassOutcome(lib.run_onnxslim(model, skip_patterns, skip_opts))
+    return PassOutcome(lib.run_onnxslim(model, skip_patterns, skip_opts), guards=tuple(guards))
+
+
+_KEPT_APART = (
+    "{n} Pad(s) written with an explicit empty constant_value input, so ONNX Runtime does not merge "
+    "them into the large-kernel or 1-D Convs they feed (slower on its CPU provider; rules/_pads.py)"
+)
 
 
 def _always(options: FusionOptions) -> bool:
@@ -124,7 +168,7 @@ PASSES: tuple[FusionPass, ...] = (
     FusionPass("remove_dead_nodes", _always, _library(lib.remove_dead_nodes)),
     FusionPass("infer_shapes", _always, _library(lib.infer_shapes)),
     FusionPass("fold_constants", lambda o: o.fold_constants, _library(lib.fold_constants)),
-    FusionPass("remove_identity", lambda o: o.remove_identity, _library(lib.remove_identity)),
+    FusionPass("remove_identity", lambda o: o.remove_identity, _rule(RemoveIdentity())),
     FusionPass("remove_dropout", lambda o: o.remove_identity, _rule(RemoveDropout())),
     FusionPass("infer_shapes", _always, _library(lib.infer_shapes)),
     FusionPass("simplify_reshape_shape", lambda o: o.simplify_shapes, _rule(SimplifyReshapeShape())),
@@ -143,7 +187,13 @@ def fuse_model(model: onnx.ModelProto, options: FusionOptions | None = None) -> 
     options = options or FusionOptions()
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    work = ir.serde.deserialize_model(copy)
+    try:
+        work = ir.serde.deserialize_model(copy)
+    except ir.serde.SerdeError as exc:  # e.g. sequence/map types of ai.onnx.ml (ZipMap) it cannot read
+        cause = exc.__cause__ or exc
+        why = f"{type(cause).__name__}: {first_line(cause, 120)}"
+        guard = f"onnx-ir cannot read this model ({why}); no pass ran"
+        return FusionResult(copy, (PassReport("read_model", False, 0, 0, guards=(guard,)),))
     reports = []
     for p in PASSES:
         if not p.enabled(options):
@@ -153,27 +203,25 @@ def fuse_model(model: onnx.ModelProto, options: FusionOptions | None = None) -> 
         cleaned = lib.remove_dead_nodes(work) if outcome.modified else False
         removed = before - _count(work)
         reports.append(
-            PassReport(p.name, outcome.modified or cleaned, outcome.applied, removed, outcome.rejections)
+            PassReport(
+                p.name,
+                outcome.modified or cleaned,
+                outcome.applied,
+                removed,
+                outcome.rejections,
+                outcome.guards,
+            )
         )
         log.debug("pass %s: %d nodes removed, %d rewrites", p.name, removed, outcome.applied)
     lib.toposort(work)
-    return FusionResult(ir.serde.serialize_model(work), tuple(reports))
+    out = ir.serde.serialize_model(work)
+    kept = keep_pads_apart(out)  # onnx-ir drops the empty input that kept ONNX Runtime from merging
+    if kept:
+        new = bool(set(kept) & two_input_pads(model))  # the input had them merged by ONNX Runtime too
+        guard = _KEPT_APART.format(n=len(kept))
+        reports.append(PassReport("keep_pads_apart", new, len(kept) if new else 0, 0, guards=(guard,)))
+    return FusionResult(out, tuple(reports))
 
 
 def _count(model: ir.Model) -> int:
     return sum(1 for _ in ir.traversal.RecursiveGraphIterator(model.graph))
-
-
-def op_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """Nodes per op type, subgraphs included, sorted by op type."""
-    counts: Counter[str] = Counter()
-
-    def walk(graph: onnx.GraphProto) -> None:
-        for node in graph.node:
-            counts[node.op_type] += 1
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    walk(sub)
-
-    walk(model.graph)
-    return dict(sorted(counts.items()))

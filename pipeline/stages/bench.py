@@ -33,6 +33,10 @@ class BenchConfig:
     duration: float | None = None  # seconds per batch size; replaces iters when set
     use_data: bool = True  # time on the validation data when the pipeline has some, else random inputs
     max_latency_ratio: float | None = None  # gate: current p50 / reference p50 must not exceed this
+    #: ``NAME:1x3x640x640``: sizes of dynamic non-batch dims of random inputs (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input of a streaming model (data files are steps; the first step is timed)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.batches or any(b < 1 for b in self.batches):
@@ -86,6 +90,8 @@ def measure(
         duration=config.duration,
         data=data if config.use_data else None,
         progress=progress,
+        shapes=config.shapes,
+        state=config.state,
     )
     return BenchResult(report, _latency_gates(report, config.max_latency_ratio, baseline))
 

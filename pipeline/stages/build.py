@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BuildConfig:
     target: Literal["tensorrt", "onnxruntime"] = "tensorrt"
-    #: one ``--shapes`` value per optimization profile (see pipeline.engine.profiles)
+    #: one ``--shapes`` value per optimization profile (see pipeline.engine.profiles); for the
+    #: onnxruntime target, the sizes of the smoke parity's random inputs (the first OPT shape)
     shapes: tuple[str, ...] = ()
     workspace_mib: int | None = None
     opt_level: int = 3
@@ -64,14 +65,14 @@ class BuildConfig:
 
     @property
     def parity_check(self) -> ParityCheck:
-        """The onnxruntime target's smoke parity: the optimized model against the input, one random sample."""
+        """The onnxruntime target's smoke parity: the optimized model against the input, one random sample
+        (sizes of dynamic inputs from ``shapes``)."""
         from trtforge.pipeline.engine.ort_target import SMOKE_CHECK
 
-        return dataclasses.replace(SMOKE_CHECK, atol=self.atol, rtol=self.rtol)
+        return dataclasses.replace(SMOKE_CHECK, atol=self.atol, rtol=self.rtol, shapes=self.shapes)
 
 
 _TRT_ONLY = (
-    "shapes",
     "workspace_mib",
     "opt_level",
     "sparse_weights",
@@ -136,8 +137,9 @@ class BuildStage(Stage[BuildConfig]):
         cfg = self.config
         check_custom_ops(load_onnx(artifact.path, load_external=False), artifact.path)
         out = ctx.out_dir / f"model.{cfg.ort_format}"
-        opts = OrtBuildOptions(cfg.provider, cfg.ort_opt_level, cfg.ort_format, cfg.threads, cfg.parity_check)
-        record, parity = build_ort_model(artifact.path, out, opts)
+        check, data = _smoke_check(cfg.parity_check, artifact, ctx)
+        opts = OrtBuildOptions(cfg.provider, cfg.ort_opt_level, cfg.ort_format, cfg.threads, check)
+        record, parity = build_ort_model(artifact.path, out, opts, data)
         write_json_atomic(out.with_name(out.name + ".json"), record)
         result_artifact = Artifact(
             out,
@@ -159,3 +161,17 @@ class BuildStage(Stage[BuildConfig]):
         }
         gate = parity.gate("build_parity", " of the input model")
         return StageResult(result_artifact, metrics, modified=True, gates=(gate,))
+
+
+def _smoke_check(
+    check: ParityCheck, artifact: Artifact, ctx: StageContext
+) -> tuple[ParityCheck, dict[str, Path | None]]:
+    """The smoke parity's check and data: one random sample where every input size is known (fixed,
+    batch, or ``shapes``), else the first sample of the validation (or calibration) data."""
+    from trtforge.pipeline.validation.feeds import shapes_known
+
+    specs = artifact.iospec.inputs if artifact.iospec else ()
+    if shapes_known(specs, check.shapes):
+        return check, {}
+    data = {"validation": ctx.data.validation, "calibration": ctx.data.calibration}
+    return dataclasses.replace(check, data=tuple(data), batch_size=1), data

@@ -27,6 +27,10 @@ class Fp16Config:
     num_samples: int | None = 256
     batch_size: int = 32
     overflow_margin: float = 0.5
+    #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.overflow_margin <= 1.0:
@@ -54,13 +58,20 @@ def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageRes
     from trtforge.calibration.fp16 import Fp16Options, convert_fp16
     from trtforge.calibration.sources import open_batches
     from trtforge.pipeline.onnx_io import load_onnx, save_onnx
+    from trtforge.pipeline.validation.feeds import state_step
 
     assert artifact.iospec is not None
     model = load_onnx(artifact.path)
     batches = None
     if cfg.calibration:
+        step = state_step(artifact.path, cfg.state) if cfg.state else None
         batches = open_batches(
-            cfg.calibration, artifact.iospec.input_specs(), cfg.batch_size, cfg.num_samples
+            cfg.calibration,
+            artifact.iospec.input_specs(),
+            cfg.batch_size,
+            cfg.num_samples,
+            state=cfg.state,
+            step=step,
         )
     opts = Fp16Options(cfg.keep_io_types, tuple(cfg.fp32_ops), tuple(cfg.fp32_nodes), cfg.overflow_margin)
     result = convert_fp16(model, opts, batches, str(artifact.path))

@@ -11,6 +11,7 @@ element keeps the one parity rule (``pipeline.validation.rule``): ``|fused - inp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ class FuseConfig(FusionOptions):
     rtol: float = 1e-3
     parity_batches: int = 2
     seed: int = 0
+    #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.atol >= 0:
@@ -65,6 +70,8 @@ class FuseConfig(FusionOptions):
             batches=self.parity_batches,
             random_batch=2,
             seed=self.seed,
+            shapes=self.shapes,
+            state=self.state,
         )
 
 
@@ -73,17 +80,26 @@ class FuseStage(Stage[FuseConfig]):
     config_cls = FuseConfig
 
     def _run(self, artifact: Artifact, ctx: StageContext) -> StageResult:
-        from trtforge.pipeline.graph.fusion import fuse_model, op_counts
+        from trtforge.pipeline.graph.fusion import op_counts
 
         cfg = self.config
         model = load_onnx(artifact.path)
         ctx.progress("fuse", 0, 2)
-        result = fuse_model(model, cfg)  # a FuseConfig is a FusionOptions
-        fused = result.model if result.modified else model
-        out = save_onnx(fused, ctx.out_dir / "model.onnx")
-        ctx.progress("fuse", 1, 2)
         specs = artifact.iospec.inputs if artifact.iospec else IOSpec.from_onnx(model).inputs
-        parity = check_parity(artifact.path, out, specs, cfg.parity_check, ctx)
+        result, fused, parity = self._fuse_and_check(model, cfg, artifact, specs, ctx)
+        guards = list(result.guards)
+        if not parity.passed and cfg.use_onnxslim and _changed_by(result, "onnxslim"):
+            # onnxslim is a library we do not control: when its rewrites break parity, drop it, keep ours
+            retry = self._fuse_and_check(
+                model, dataclasses.replace(cfg, use_onnxslim=False), artifact, specs, ctx
+            )
+            if retry[2].passed:
+                why = (
+                    f"onnxslim changed the model's results ({parity.gate('fuse_parity', '').detail}); skipped"
+                )
+                result, fused, parity = retry
+                guards = [*result.guards, {"pass": "onnxslim", "reason": why}]
+        out = ctx.out_dir / "model.onnx"
         ctx.progress("fuse", 2, 2)
         gate = parity.gate("fuse_parity", " of the input model")
         before, after = op_counts(model), op_counts(fused)
@@ -97,12 +113,29 @@ class FuseStage(Stage[FuseConfig]):
             "rewrites_by_rule": _by_pass(result.passes, "applied"),
             "rejections": rejections[:MAX_REJECTIONS],
             "rejections_total": len(rejections),
+            "guards": guards,  # what a pass left out on this model (subgraphs, a breaking onnxslim), and why
             "parity": parity.to_dict(),
         }
         spec = IOSpec.from_onnx(fused)
         iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
         new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
         return StageResult(new, metrics, result.modified, (gate,))
+
+    def _fuse_and_check(
+        self, model: Any, cfg: FuseConfig, artifact: Artifact, specs: Sequence[TensorSpec], ctx: StageContext
+    ) -> tuple[Any, Any, SelfCheckResult]:
+        """Fuse with ``cfg``, write ``model.onnx`` into the stage folder and check it against the input."""
+        from trtforge.pipeline.graph.fusion import fuse_model
+
+        result = fuse_model(model, cfg)  # a FuseConfig is a FusionOptions
+        fused = result.model if result.modified else model
+        out = save_onnx(fused, ctx.out_dir / "model.onnx")
+        ctx.progress("fuse", 1, 2)
+        return result, fused, check_parity(artifact.path, out, specs, cfg.parity_check, ctx)
+
+
+def _changed_by(result: Any, name: str) -> bool:
+    return any(p.name == name and p.modified for p in result.passes)
 
 
 def _by_pass(passes: Sequence[Any], attr: str) -> dict[str, int]:
@@ -123,12 +156,12 @@ def check_parity(
 
     options = SessionConfig(graph_optimization="disable", intra_op_threads=env_threads())
     ref, new = OrtRunner(reference, options).load(), OrtRunner(candidate, options).load()
-    source, feeds = check.feeds(specs, {"validation": ctx.data.validation})
+    data = {"validation": ctx.data.validation}
+    source, feeds = check.feeds(specs, data, model=reference, source=f"fuse: {reference}")
 
     def cannot_run(runner: Runner, exc: Exception) -> Exception:
         hint = "" if source != "random" else "; pass validation data (--validation-data) with real shapes"
-        return InputError(
-            f"{runner.source}: ONNX Runtime cannot run it on {source} inputs ({first_line(exc)}){hint}"
-        )
+        who = str(reference) if runner is ref else f"the fused model of {reference}"
+        return InputError(f"{who}: ONNX Runtime cannot run it on {source} inputs ({first_line(exc)}){hint}")
 
     return compare_runners(ref, new, feeds, check, source, on_error=cannot_run)

@@ -25,13 +25,14 @@ import numpy as np
 import onnx
 
 from trtforge.pipeline.artifact import Artifact, ArtifactKind, IOSpec, sha256_file, sha256_model_files
-from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.errors import ConfigError, InputError, first_line
 from trtforge.pipeline.onnx_io import load_onnx, save_onnx
 from trtforge.pipeline.registry import register_stage
 from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
 from trtforge.pipeline.validation.rule import ParityCheck
 
 if TYPE_CHECKING:
+    from trtforge.pipeline.backends.base import Runner
     from trtforge.pipeline.validation.selfcheck import SelfCheckResult
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class PruneConfig:
     stat_batches: int = 8  # calibration batches for activation importance and the parity report
     lossless_atol: float = 1e-5
     latency_runs: int = 20
+    #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -87,6 +92,8 @@ class PruneConfig:
             batch_size=self.batch_size,
             batches=self.stat_batches,
             random_batch=4,
+            shapes=self.shapes,
+            state=self.state,
         )
 
 
@@ -124,7 +131,7 @@ class PruneStage(Stage[PruneConfig]):
             plan = PrunePlan.load(cfg.plan)
             az = analyze_model(model, src)
         else:
-            feeds = self._stat_feeds(specs, ctx) if cfg.criterion == "activation" else None
+            feeds = self._stat_feeds(specs, ctx, artifact.path) if cfg.criterion == "activation" else None
             plan, az = plan_model(model, _request(cfg), feeds, src)
         summary = az.summary()
         if summary["prunable_groups"] == 0 and cfg.sparsity == "none":
@@ -148,10 +155,18 @@ class PruneStage(Stage[PruneConfig]):
         ctx.progress("prune", 3, 4)
         out = save_onnx(pruned, ctx.out_dir / "model.onnx")
         plan.save(ctx.out_dir / "plan.json")
-        metrics.update(_size_metrics(model, pruned, artifact.path, out, macs))
+        from trtforge.pipeline.contracts import smoke_inputs
+
+        inputs = smoke_inputs(cfg, ctx)
+        # MACs on the shapes of the user's inputs (data, else --shapes), else on the model's static
+        # shapes; a dynamic H/W without either leaves them unknown (not counted on 1x1)
+        sample = inputs.feed(specs, f"prune: {artifact.path}") if inputs.data or inputs.shapes else None
+        shapes = None if sample is None else {k: list(v.shape) for k, v in sample.items()}
+        metrics.update(_size_metrics(model, pruned, artifact.path, out, macs, shapes))
         gates = self._report_parity(artifact.path, out, specs, ctx, metrics)
         if cfg.latency_runs:
-            metrics["latency_ms"] = _latency(artifact.path, out, cfg.latency_runs)
+            feed = sample if sample is not None else inputs.feed(specs, f"prune: {artifact.path}")
+            metrics["latency_ms"] = _latency(artifact.path, out, cfg.latency_runs, feed)
         ctx.progress("prune", 4, 4)
         modified = plan.removed_units > 0 or masks is not None or cfg.recover
         spec = IOSpec.from_onnx(pruned)
@@ -159,17 +174,15 @@ class PruneStage(Stage[PruneConfig]):
         new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
         return StageResult(new, metrics, modified, gates)
 
-    def _stat_feeds(self, specs: Any, ctx: StageContext) -> list[dict[str, np.ndarray]]:
+    def _stat_feeds(self, specs: Any, ctx: StageContext, model: Path) -> list[dict[str, np.ndarray]]:
         from trtforge.pipeline.validation.feeds import data_batches
 
         path = ctx.data.calibration or self.config.train_data
         if path is None:
             raise ConfigError("prune: criterion 'activation' needs calibration data; pass --calibration-data")
-        return list(
-            data_batches(
-                path, specs, self.config.batch_size, self.config.batch_size * self.config.stat_batches
-            )
-        )
+        cfg = self.config
+        limit = cfg.batch_size * cfg.stat_batches
+        return list(data_batches(path, specs, cfg.batch_size, limit, state=cfg.state, model=model))
 
     def _sparsify(
         self, pruned: onnx.ModelProto, metrics: dict[str, Any]
@@ -202,7 +215,7 @@ class PruneStage(Stage[PruneConfig]):
         cfg = self.config
         path = self._train_path(ctx, required=True)
         assert path is not None
-        batches = list(data_batches(path, specs, cfg.batch_size))
+        batches = list(data_batches(path, specs, cfg.batch_size, state=cfg.state, model=artifact.path))
         if not batches:
             raise InputError(f"{path}: holds no samples; pass unlabeled model inputs with --train-data")
         settings = RecoverySettings(epochs=cfg.epochs, max_seconds=cfg.max_seconds, lr=cfg.lr)
@@ -224,7 +237,7 @@ class PruneStage(Stage[PruneConfig]):
             "calibration": ctx.data.calibration,
             "train_data": cfg.train_data,
         }
-        source, feeds = check.feeds(specs, data)
+        source, feeds = check.feeds(specs, data, model=before, source=f"prune: {before}")
         result, agreement = _parity(before, after, feeds, check, source)
         metrics["parity"] = {
             **result.to_dict(),
@@ -271,15 +284,20 @@ def _parity(
         counts[0] += agree
         counts[1] += total
 
-    result = compare_runners(a, b, feeds, check, source, on_batch=count_agreement)
+    def cannot_run(runner: Runner, exc: Exception) -> Exception:
+        who = str(before) if runner is a else f"the pruned model of {before}"
+        return InputError(f"{who}: ONNX Runtime cannot run it on {source} inputs ({first_line(exc)})")
+
+    result = compare_runners(a, b, feeds, check, source, on_error=cannot_run, on_batch=count_agreement)
     return result, counts[0] / counts[1] if counts[1] else None
 
 
-def _latency(before: Path, after: Path, runs: int) -> dict[str, float]:
-    """Median latency (ms) of both models at batch 1 on one thread, timed interleaved."""
+def _latency(before: Path, after: Path, runs: int, feed: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Median latency (ms) of both models on ``feed`` (one sample of the data, else random inputs of
+    known sizes) on one thread, timed interleaved."""
     from trtforge.pipeline.validation.throughput import measure_latency
 
-    first, second = measure_latency([before, after], batch=1, threads=1, warmup=1, iters=runs)
+    first, second = measure_latency([before, after], [feed, feed], batch=1, threads=1, warmup=1, iters=runs)
     return {
         "before": round(first.latency.p50_ms, 4),
         "after": round(second.latency.p50_ms, 4),
@@ -288,15 +306,26 @@ def _latency(before: Path, after: Path, runs: int) -> dict[str, float]:
 
 
 def _size_metrics(
-    model: onnx.ModelProto, pruned: onnx.ModelProto, src: Path, out: Path, macs: Any
+    model: onnx.ModelProto,
+    pruned: onnx.ModelProto,
+    src: Path,
+    out: Path,
+    macs: Any,
+    shapes: Mapping[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    before, after = macs.count(model), macs.count(pruned)
+    """Parameters (Constant-node weights included), MACs on ``shapes`` (the user's inputs) or the
+    model's static shapes (None, the reason in ``unknown``, where a non-batch size is dynamic), sizes."""
+    before, after = macs.count(model, shapes=shapes), macs.count(pruned, shapes=shapes)
+    known = before["macs"] is not None and after["macs"] is not None
     return {
         "params": {"before": before["params"], "after": after["params"]},
         "macs": {
             "before": before["macs"],
             "after": after["macs"],
-            "ratio": round(before["macs"] / after["macs"], 3) if after["macs"] else None,
+            "ratio": round(before["macs"] / after["macs"], 3) if known and after["macs"] else None,
+            "input_shapes": before["input_shapes"],
+            "shapes_from": "model" if shapes is None else "inputs",
+            "unknown": before["macs_unknown"],
         },
         "size_bytes": {"before": Path(src).stat().st_size, "after": Path(out).stat().st_size},
     }

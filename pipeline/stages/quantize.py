@@ -52,6 +52,10 @@ class QuantizeConfig:
     reduce_range: bool = False
     measure_latency: bool = True
     plot: bool = True
+    #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.percentile <= 100.0:
@@ -100,7 +104,12 @@ class QuantizeStage(Stage[QuantizeConfig]):
             if self.config.precision == "fp16":
                 from trtforge.pipeline.stages.convert_fp16 import Fp16Config, run_fp16
 
-                cfg = Fp16Config(calibration=self._calibration(ctx), batch_size=self.config.batch_size)
+                cfg = Fp16Config(
+                    calibration=self._calibration(ctx),
+                    batch_size=self.config.batch_size,
+                    shapes=self.config.shapes,
+                    state=self.config.state,
+                )
                 return run_fp16(artifact, ctx, cfg)
             return run_int8(artifact, ctx, self._calibration(ctx) or "", self._validation(ctx), self.config)
         except CalibrationError as exc:
@@ -110,10 +119,14 @@ class QuantizeStage(Stage[QuantizeConfig]):
         out = {}
         for key, value in (("calibration", self._calibration(ctx)), ("validation", self._validation(ctx))):
             p = Path(value) if value else None
-            if p is not None and p.is_file():
+            if p is not None and p.is_file() and p.suffix == ".txt":  # a list: the files it names too
+                from trtforge.calibration.data import data_files
+
+                out[key] = ",".join(sha256_file(f) for f in [p, *data_files(p)])
+            elif p is not None and p.is_file():
                 out[key] = sha256_file(p)
-            elif p is not None and p.is_dir():
-                out[key] = ",".join(sha256_file(f) for f in sorted(p.iterdir()) if f.is_file())
+            elif p is not None and p.is_dir():  # subdirectories too: sequences of step files
+                out[key] = ",".join(sha256_file(f) for f in sorted(p.rglob("*")) if f.is_file())
         return out
 
 
@@ -145,6 +158,7 @@ def run_int8(
     from trtforge.calibration.quantizer import QuantizeOptions, calibrate
     from trtforge.calibration.sources import open_batches
     from trtforge.pipeline.onnx_io import load_onnx
+    from trtforge.pipeline.validation.feeds import state_step
 
     assert artifact.iospec is not None
     model = load_onnx(artifact.path)
@@ -158,30 +172,37 @@ def run_int8(
         threads=cfg.threads,
         reduce_range=cfg.reduce_range,
     )
-    batches = open_batches(calib, specs, cfg.batch_size, cfg.num_samples, _preprocess(cfg))
+    step = state_step(artifact.path, cfg.state) if cfg.state else None
+    batches = open_batches(
+        calib, specs, cfg.batch_size, cfg.num_samples, _preprocess(cfg), state=cfg.state, step=step
+    )
     cal = calibrate(model, batches, opts, str(artifact.path), ctx.progress)
     metrics: dict[str, Any] = {}
     gates: tuple[Gate, ...] = ()
     if validation is not None:
-        qmodel, extra, gates = _with_validation(cal, model, specs, validation, cfg, ctx)
+        qmodel, extra, gates = _with_validation(cal, model, specs, validation, cfg, ctx, artifact.path)
         metrics.update(extra)
     else:
         qmodel = cal.build()
     metrics.update(_write_outputs(cal, qmodel, ctx.out_dir, cfg))
-    metrics.update(_size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg))
+    metrics.update(_size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg, calib))
     out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
     return StageResult(out, metrics, modified=True, gates=gates)
 
 
 def _with_validation(
-    cal: Any, model: Any, specs: Any, validation: str, cfg: QuantizeConfig, ctx: StageContext
+    cal: Any, model: Any, specs: Any, validation: str, cfg: QuantizeConfig, ctx: StageContext, src: Path
 ) -> tuple[Any, dict[str, Any], tuple[Gate, ...]]:
     from trtforge.calibration.budget import parse_budget
     from trtforge.calibration.data import load_extra
     from trtforge.calibration.sensitivity import fit_budget, run_model
     from trtforge.calibration.sources import open_batches
+    from trtforge.pipeline.validation.feeds import state_step
 
-    feeds = list(open_batches(validation, specs, cfg.batch_size, cfg.validation_samples))
+    step = state_step(src, cfg.state) if cfg.state else None
+    feeds = list(
+        open_batches(validation, specs, cfg.batch_size, cfg.validation_samples, state=cfg.state, step=step)
+    )
     reference = run_model(model, feeds, cfg.threads)
     n = len(next(iter(reference.values())))
     labels = load_extra(validation, "labels")
@@ -245,12 +266,25 @@ def _write_outputs(cal: Any, qmodel: Any, out_dir: Path, cfg: QuantizeConfig) ->
     return metrics
 
 
-def _size_and_latency(fp32: Path, int8: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+def _size_and_latency(
+    fp32: Path, int8: Path, cfg: QuantizeConfig, calib: str | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"size_fp32_bytes": fp32.stat().st_size, "size_int8_bytes": int8.stat().st_size}
     if cfg.measure_latency:
+        from trtforge.calibration.data import FeedLayout
+        from trtforge.pipeline.artifact import IOSpec
+        from trtforge.pipeline.contracts import SmokeInputs, is_array_data
+        from trtforge.pipeline.onnx_io import load_onnx
+        from trtforge.pipeline.validation.feeds import explicit_shapes
         from trtforge.pipeline.validation.throughput import measure_latency
 
-        _, t = measure_latency([fp32, int8], batch=cfg.batch_size, threads=1, warmup=3, iters=20)
+        # a batch of the calibration data (its real shapes), else random inputs of known sizes
+        data = Path(calib) if calib and is_array_data(calib) else None
+        inputs = SmokeInputs(data, explicit_shapes(cfg.shapes), cfg.state)
+        specs = IOSpec.from_onnx(load_onnx(fp32, load_external=False)).inputs
+        feed = inputs.feed(specs, f"quantize: {fp32}", batch=cfg.batch_size)
+        batch = FeedLayout.of(specs).samples(feed, str(fp32))  # the data may hold fewer samples
+        _, t = measure_latency([fp32, int8], [feed, feed], batch=batch, threads=1, warmup=3, iters=20)
         out["latency_ratio_int8_vs_fp32"] = t.paired_ratio
-        out["latency_batch"] = cfg.batch_size
+        out["latency_batch"] = batch
     return out

@@ -45,6 +45,10 @@ class ValidateConfig:
     elementwise: bool = True  # gate on the element-wise tolerance (false: report it only)
     min_cosine: float | None = None  # gate: cosine similarity of every output
     max_accuracy_drop: float | None = None  # gate: label accuracy drop (fraction, e.g. 0.01), needs labels
+    #: ``NAME:1x3x640x640``: sizes of dynamic inputs of random inputs (``build --shapes`` syntax)
+    shapes: tuple[str, ...] = ()
+    #: ``IN:OUT``: state input fed by the reference's output of the previous step (files are steps)
+    state: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Tolerance(self.atol, self.rtol)  # raises ValueError naming the bad key
@@ -98,7 +102,9 @@ class ValidateStage(Stage[ValidateConfig]):
         specs = _input_specs(ctx.reference, artifact)
         data = ctx.data.validation
         if data is not None:
-            batches = fd.data_batches(data, specs, cfg.batch_size, cfg.max_samples)
+            batches = fd.data_batches(
+                data, specs, cfg.batch_size, cfg.max_samples, state=cfg.state, model=ctx.reference.path
+            )
             wants_labels = cfg.metric == "top1" or cfg.max_accuracy_drop is not None
             labels = fd.load_labels(data, cfg.max_samples) if wants_labels else None
             if cfg.max_accuracy_drop is not None and labels is None:
@@ -108,7 +114,11 @@ class ValidateStage(Stage[ValidateConfig]):
             total = fd.sample_total(data, specs, cfg.max_samples)
         else:
             total = cfg.max_samples or DEFAULT_RANDOM_SAMPLES
-            batches = fd.random_batches(specs, total, cfg.batch_size, cfg.seed)
+            shapes = fd.explicit_shapes(cfg.shapes)
+            try:
+                batches = fd.random_batches(specs, total, cfg.batch_size, cfg.seed, shapes)
+            except fd.UnknownShapeError as exc:
+                raise fd.UnknownShapeError(f"validate: {ctx.reference.path}: {exc}") from exc
             labels = None
         report = compare_models(
             ctx.reference.path,

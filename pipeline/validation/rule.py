@@ -166,6 +166,8 @@ class ParityCheck:
     batches: int = 2  # batches compared (on data: at most this many)
     random_batch: int = 2  # samples per batch of random inputs
     seed: int = 0
+    shapes: tuple[str, ...] = ()  # --shapes values: sizes of random inputs' dynamic non-batch dims
+    state: tuple[str, ...] = ()  # IN:OUT pairs of a streaming model: data files are sequence steps
 
     def __post_init__(self) -> None:
         Tolerance(self.atol, self.rtol)  # raises ValueError naming the bad key
@@ -177,19 +179,33 @@ class ParityCheck:
         return Tolerance(self.atol, self.rtol)
 
     def feeds(
-        self, specs: Sequence[TensorSpec], data_sets: Mapping[str, str | Path | None]
+        self,
+        specs: Sequence[TensorSpec],
+        data_sets: Mapping[str, str | Path | None],
+        *,
+        model: str | Path | None = None,
+        source: str = "",
     ) -> tuple[str, Iterator[dict[str, np.ndarray]]]:
-        """(source, feeds): the first of ``data`` set in ``data_sets`` (its name), else "random"."""
+        """(source, feeds): the first of ``data`` set in ``data_sets`` (its name), else "random".
+
+        ``model``: the reference model, which carries the ``state`` of streaming data from step to
+        step. Random inputs take their sizes from ``shapes``; where a dynamic non-batch size is
+        unknown they are refused now (``InputError`` naming ``source``, the input and the axis).
+        """
+        from trtforge.pipeline.validation.feeds import data_batches, explicit_shapes, feed_shapes
+
         for name in self.data:
             path = data_sets.get(name)
             if path is not None:
-                from trtforge.pipeline.validation.feeds import data_batches
-
-                return name, data_batches(path, specs, self.batch_size, self.batch_size * self.batches)
+                limit = self.batch_size * self.batches
+                return name, data_batches(path, specs, self.batch_size, limit, state=self.state, model=model)
         from trtforge.pipeline.backends.onnxruntime import random_feed
 
+        shapes = explicit_shapes(self.shapes)
+        feed_shapes(specs, self.random_batch, shapes, source)  # refuse unknown sizes before any run
         random = (
-            random_feed(specs, batch=self.random_batch, seed=self.seed + i) for i in range(self.batches)
+            random_feed(specs, batch=self.random_batch, seed=self.seed + i, shapes=shapes)
+            for i in range(self.batches)
         )
         return "random", random
 

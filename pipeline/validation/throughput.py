@@ -153,17 +153,21 @@ def benchmark_models(
     duration: float | None = None,
     data: str | Path | None = None,
     progress: ProgressFn = _no_progress,
+    shapes: Sequence[str] = (),
+    state: Sequence[str] = (),
 ) -> BenchReport:
     """Time ``models`` (ONNX or engine paths, or runners) interleaved, at each batch size.
 
     ``duration`` (seconds per batch size) replaces ``iters`` when given. Inputs are seeded random
-    data unless ``data`` (.npy/.npz/directory) is given; the same inputs go to every model.
+    data unless ``data`` (.npy/.npz/directory) is given; the same inputs go to every model. Random
+    inputs take dynamic non-batch sizes from ``shapes`` (``--shapes`` values); ``state`` pairs make
+    the data files steps of a stream (the first step is timed, its state from the file or zeros).
     """
     _check_budget(models, warmup, iters, duration)
     runners = _open_all(models, threads)
     timings: list[ModelTiming] = []
     for batch in batches:
-        feeds = [_inputs(r, batch, data) for r in runners]
+        feeds = [_inputs(r, batch, data, shapes, state) for r in runners]
         timings.extend(
             measure_latency(
                 runners,
@@ -241,25 +245,37 @@ def _unique_names(names: list[str]) -> list[str]:
     return [f"{n}#{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-def _inputs(runner: TimedRunner, batch: int, data: str | Path | None) -> dict[str, np.ndarray]:
+def _inputs(
+    runner: TimedRunner,
+    batch: int,
+    data: str | Path | None,
+    shapes: Sequence[str] = (),
+    state: Sequence[str] = (),
+) -> dict[str, np.ndarray]:
+    """``batch`` samples for ``runner``: from ``data`` (repeated where it holds fewer), else random
+    of the sizes ``shapes`` and the model give. The batch is cut on each input's batch axis (from the
+    model's symbolic dims; inputs without one, like a scalar, are given once)."""
+    from trtforge.calibration.data import FeedLayout
+
     specs = list(runner.inputs)
-    static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0}
-    if static and static != {batch}:
+    layout = FeedLayout.of(specs)
+    static = layout.static_batch()
+    if static is not None and static != batch:
         raise InputError(
-            f"{runner.name}: the model has a static batch size {min(static)}; "
-            f"benchmark it with --batch {min(static)}"
+            f"{runner.name}: the model has a static batch size {static}; benchmark it with --batch {static}"
         )
     if data is None:
         from trtforge.pipeline.backends.onnxruntime import random_feed
+        from trtforge.pipeline.validation.feeds import explicit_shapes
 
-        return random_feed(specs, batch=batch, seed=0)
-    feed = next(data_batches(data, specs, batch), None)
+        return random_feed(specs, batch=batch, seed=0, shapes=explicit_shapes(shapes), source=runner.name)
+    feed = next(data_batches(data, specs, batch, state=state), None)
     if feed is None:
         raise InputError(f"{data}: holds no samples; pass a non-empty .npy/.npz or directory")
-    n = next(iter(feed.values())).shape[0]
-    if n < batch:  # fewer samples than the batch: repeat them (latency does not depend on values)
+    n = layout.samples(feed, data)
+    if layout.batched and n < batch:  # fewer samples than the batch: repeat them (latency ignores values)
         reps = -(-batch // n)
-        feed = {k: np.concatenate([v] * reps)[:batch] for k, v in feed.items()}
+        feed = layout.take(layout.concat([feed] * reps), 0, batch)
     return feed
 
 

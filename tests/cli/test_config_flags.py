@@ -57,6 +57,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "rtol": 0.01,
             "parity_batches": 3,
             "seed": 7,
+            "shapes": ["x:1x3x64x64", "mask:1x64"],
+            "state": ["h:hn"],
         }
     ],
     "prune": [
@@ -80,6 +82,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "stat_batches": 4,
             "lossless_atol": 1e-6,
             "latency_runs": 0,
+            "shapes": ["x:1x3x64x64"],
+            "state": ["h:hn", "c:cn"],
         }
     ],
     "quantize": [
@@ -109,6 +113,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "reduce_range": True,
             "measure_latency": False,
             "plot": False,
+            "shapes": ["x:1x3x640x640"],
+            "state": ["state:stateN"],
         }
     ],
     "convert_fp16": [
@@ -120,6 +126,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "num_samples": 16,
             "batch_size": 8,
             "overflow_margin": 0.25,
+            "shapes": ["x:1x3x32x32"],
+            "state": ["state:stateN"],
         }
     ],
     "build": [
@@ -161,6 +169,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "elementwise": False,
             "min_cosine": 0.99,
             "max_accuracy_drop": 0.01,
+            "shapes": ["x:1x3x64x64"],
+            "state": ["state:stateN"],
         }
     ],
     "bench": [
@@ -171,6 +181,8 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "iters": 7,
             "duration": 1.5,
             "max_latency_ratio": 1.2,
+            "shapes": ["x:1x3x224x224"],
+            "state": ["state:stateN"],
         }
     ],
 }

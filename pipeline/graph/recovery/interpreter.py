@@ -3,8 +3,9 @@
 Why our own: onnx2torch is not installed here and rebuilds modules (renaming the weights), while
 recovery must write the trained tensors back into the *same* initializers of the pruned graph.
 This interpreter keeps the graph and the names: train, then ``state_arrays()`` -> initializers.
-It covers the ops the pruner handles and the common ones around them; any other op is refused
-up front with the list of unsupported ops.
+It covers the ops the pruner handles and what exporters put around them (shape arithmetic,
+Resize, Pad, detector and segmenter heads; ``ops.py``); any other op is refused up front with
+the list of unsupported ops, and an op that fails at run time names its node.
 """
 
 from __future__ import annotations
@@ -17,16 +18,23 @@ import onnx
 from onnx import numpy_helper
 
 from trtforge.pipeline.deps import require
-from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.errors import InputError, first_line
 from trtforge.pipeline.graph.pruning.graph import attr
 
 OPS: dict[str, Callable[..., Any]] = {}
+#: ops whose meaning changed between opsets: called with ``opset=`` (the model's default-domain opset)
+NEEDS_OPSET: set[str] = set()
 
 
-def op(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def op(*names: str, opset: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(node, *inputs)`` for ``names`` (absent optional inputs arrive as None);
+    ``opset``: ``fn`` also takes ``opset=`` (ops whose semantics depend on it)."""
+
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         for n in names:
             OPS[n] = fn
+            if opset:
+                NEEDS_OPSET.add(n)
         return fn
 
     return deco
@@ -48,9 +56,10 @@ def TorchFromOnnx(
     missing = unsupported_ops(model)
     if missing:
         raise InputError(
-            f"{source}: recovery cannot run ops {', '.join(missing)} in torch; "
-            "run without --recover or fuse/simplify the model first"
+            f"{source}: recovery's torch interpreter has no {', '.join(missing)}; prune without "
+            "--recover (the pruned model is written all the same) or fine-tune it where it was trained"
         )
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     fixed_stats = {
         n.input[k]
@@ -89,7 +98,7 @@ def TorchFromOnnx(
             env.update(feeds)
             for node in self.graph.node:
                 args = [env[n] if n else None for n in node.input]
-                res = OPS[node.op_type](node, *args)
+                res = run_node(node, args, opset, source)
                 outs = res if isinstance(res, (list, tuple)) else [res]
                 for name, value in zip(node.output, outs):
                     if name:
@@ -100,6 +109,20 @@ def TorchFromOnnx(
             return {name: self.params[key].detach().cpu().numpy() for name, key in self.names.items()}
 
     return _Module()
+
+
+def run_node(node: onnx.NodeProto, args: list[Any], opset: int, source: str = "model") -> Any:
+    """Run one node; a failure names the node and becomes an ``InputError`` (never a traceback)."""
+    fn = OPS[node.op_type]
+    try:
+        return fn(node, *args, opset=opset) if node.op_type in NEEDS_OPSET else fn(node, *args)
+    except InputError:
+        raise
+    except Exception as exc:  # torch and our op table raise many types
+        raise InputError(
+            f"{source}: recovery cannot run {node.op_type} node {node.name!r} in torch "
+            f"({type(exc).__name__}: {first_line(exc, 200)}); prune without --recover"
+        ) from exc
 
 
 def write_back(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:

@@ -96,13 +96,50 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
 
 
 def sole_consumer_reason(value: ir.Value, consumer: ir.Node, what: str) -> str | None:
-    """Why ``value`` cannot vanish into ``consumer``: it is a graph output or has other consumers."""
+    """Why ``value`` cannot vanish into ``consumer``: it is a graph output, has other consumers, or
+    ``consumer`` is in a subgraph reading it from an outer scope (one node cannot replace two that
+    live in different graphs)."""
+    producer = value.producer()
+    if producer is not None and producer.graph is not consumer.graph:
+        return f"{what} output {value.name!r} is read by {node_label(consumer)} inside a subgraph"
     if value.is_graph_output():
         return f"{what} output {value.name!r} is also a graph output"
     others = [n for n in value.consumers() if n is not consumer]
     if others:
         return f"{what} output {value.name!r} has other consumers ({node_label(others[0])})"
     return None
+
+
+def bypass_reason(node: ir.Node, x: ir.Value, y: ir.Value, what: str) -> str | None:
+    """Why ``node``'s output ``y`` cannot be replaced by its input ``x`` (``y = node(x) = x``), or None.
+
+    Readers of ``y`` may always read ``x`` instead: ``x`` is visible wherever ``y`` is (``y``'s
+    graph and the subgraphs nested in it). A graph output is different: ``x`` takes over its place
+    and its name, which needs ``x`` to be produced by a node of that same graph. ONNX wants a
+    subgraph's outputs produced inside it, and a value can be the output of one graph only, so an
+    ``x`` read from an outer scope (an If branch ending in ``Identity(outer)``) must stay behind
+    the node; so must a graph input or initializer (the model's signature would change) and a value
+    that already is a graph output (it would be listed twice under one name).
+    """
+    if not y.is_graph_output():
+        return None
+    if x.is_graph_input() or x.is_initializer():
+        return f"{what} connects {x.name!r} straight to graph output {y.name!r}"
+    producer = x.producer()
+    if producer is None or producer.graph is not node.graph:
+        return f"{what} output {y.name!r} ends a subgraph and reads {x.name!r} from an outer scope"
+    if x.is_graph_output():
+        return f"{what} input {x.name!r} and output {y.name!r} are both graph outputs"
+    return None
+
+
+def bypass(node: ir.Node, x: ir.Value, y: ir.Value) -> None:
+    """Replace ``y`` by ``x`` everywhere and remove ``node`` (call after ``bypass_reason`` is None)."""
+    was_output, name = y.is_graph_output(), y.name
+    ir.convenience.replace_all_uses_with(y, x, replace_graph_outputs=True)
+    owning_graph(node).remove(node, safe=True)
+    if was_output:
+        x.name = name  # the graph output keeps its name: the model's signature does not change
 
 
 def shared_weight_reason(values: Iterable[ir.Value | None], inside: Iterable[ir.Node]) -> str | None:
@@ -121,8 +158,9 @@ def shared_weight_reason(values: Iterable[ir.Value | None], inside: Iterable[ir.
 
 def add_initializer(graph: ir.Graph, hint: str, array: np.ndarray) -> ir.Value:
     """Register ``array`` as a new initializer of ``graph`` under a fresh name derived from ``hint``."""
+    taken = _value_names(graph)
     name, i = hint, 0
-    while name in graph.initializers:
+    while name in taken:
         i += 1
         name = f"{hint}_{i}"
     value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
@@ -130,6 +168,23 @@ def add_initializer(graph: ir.Graph, hint: str, array: np.ndarray) -> ir.Value:
     value.dtype = ir.DataType.from_numpy(array.dtype)
     graph.register_initializer(value)
     return value
+
+
+def _value_names(graph: ir.Graph) -> set[str]:
+    """Names of the values ``graph`` and its subgraphs define or read (outer-scope ones included)."""
+    graphs = [graph]
+    names: set[str] = set()
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        names.update(v.name for v in (*node.inputs, *node.outputs) if v is not None and v.name)
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                graphs.append(attr.as_graph())
+            elif attr.type == ir.AttributeType.GRAPHS:
+                graphs.extend(attr.as_graphs())
+    for g in graphs:
+        names.update(v.name for v in g.inputs if v.name)
+        names.update(g.initializers)
+    return names
 
 
 def replace_with(old_nodes: list[ir.Node], old_output: ir.Value, new_node: ir.Node) -> None:

@@ -3,8 +3,9 @@
 Maths: with ``training_mode`` false (the default; opset >= 12 takes it as an optional input,
 opsets 7-11 have no training mode) Dropout is the identity on its first output, whatever the
 ``ratio``. Rejected: a ``training_mode`` input that is not a constant false, an explicit
-``is_test=0`` (opset < 7 training mode), a mask output someone reads, and a Dropout between a
-graph input or initializer and a graph output (removing it would rename the model's signature).
+``is_test=0`` (opset < 7 training mode), a mask output someone reads, and a Dropout whose output
+is a graph output that its input cannot take over (``_base.bypass_reason``: a graph input or
+initializer, another graph output, or a value read from an outer scope by a subgraph).
 
 Why our own rule: onnx-ir's IdentityEliminationPass handles Identity only, and onnxslim erases
 every Dropout without looking at ``training_mode`` or the mask.
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 import onnx_ir as ir
 
-from trtforge.pipeline.graph.rules._base import Rule, const_array, owning_graph
+from trtforge.pipeline.graph.rules._base import Rule, bypass, bypass_reason, const_array
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,10 @@ class RemoveDropout(Rule[DropoutMatch]):
             return f"Dropout's mask output {mask[0].name!r} is in use"
         x, y = node.inputs[0], node.outputs[0]
         assert x is not None
-        if y.is_graph_output() and (x.is_graph_input() or x.is_initializer() or x.is_graph_output()):
-            return f"Dropout connects {x.name!r} straight to graph output {y.name!r}"
-        return None
+        return bypass_reason(node, x, y, "Dropout")
 
     def rewrite(self, match: DropoutMatch) -> None:
         node = match.node
-        x, y = node.inputs[0], node.outputs[0]
+        x = node.inputs[0]
         assert x is not None
-        was_output, name = y.is_graph_output(), y.name
-        ir.convenience.replace_all_uses_with(y, x, replace_graph_outputs=True)
-        owning_graph(node).remove(node, safe=True)
-        if was_output:
-            x.name = name  # the graph output keeps its name: the model's signature does not change
+        bypass(node, x, node.outputs[0])

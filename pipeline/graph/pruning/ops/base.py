@@ -29,6 +29,7 @@ import onnx
 from trtforge.pipeline.graph.pruning.cut import Cut
 from trtforge.pipeline.graph.pruning.deps import Analysis, Fixup, Space
 from trtforge.pipeline.graph.pruning.graph import GraphIndex, attr
+from trtforge.pipeline.graph.pruning.ops.values import Dim, shape_entries
 
 
 def unknown(size: int) -> np.ndarray:
@@ -158,6 +159,19 @@ def pass_to(
     return out
 
 
+def same_size(an: Analysis, space: Space, tensor: str, axis: int, rank: int) -> None:
+    """Axis ``axis`` of ``tensor`` (of rank ``rank``) has ``space``'s size: a handler proved it
+    (a Pad that leaves the axis alone), where ONNX shape inference left it unknown (pads or
+    shapes computed by a subgraph it does not propagate values through)."""
+    shape = an.index.shapes.get(tensor)
+    if shape is not None and len(shape) != rank:
+        return
+    dims: list[int | None] = list(shape) if shape is not None else [None] * rank
+    if 0 <= axis < rank and dims[axis] is None:
+        dims[axis] = space.size
+        an.index.shapes[tensor] = tuple(dims)
+
+
 def couple(node: onnx.NodeProto, an: Analysis, space: Space, other: str, axis: int) -> None:
     """``other`` (another input of ``node``) shares ``space``'s indices at ``axis`` (unless broadcast)."""
     shape = an.index.shape(other)
@@ -166,6 +180,8 @@ def couple(node: onnx.NodeProto, an: Analysis, space: Space, other: str, axis: i
         return
     if axis < 0 or axis >= len(shape) or shape[axis] == 1:
         return  # broadcast along the tracked axis
+    if expanded_from_one(an, other, axis, space):
+        return  # broadcast too, spelled out at run time
     if an.index.is_const(other):
         an.link(an.param(other, axis, "other"), space)
         return
@@ -181,6 +197,46 @@ def couple(node: onnx.NodeProto, an: Analysis, space: Space, other: str, axis: i
         f"coupled through {node.op_type} node {node.name!r} to {other!r} from {what}, "
         "which no prunable layer controls",
     )
+
+
+def expanded_from_one(an: Analysis, name: str, axis: int, space: Space) -> bool:
+    """``name`` is ``Expand(s, shape)`` with ``s`` of size 1 on ``axis`` and ``shape`` reading
+    ``space``'s own size there at run time (``Shape(x)[a]``): every position holds the same
+    value, and the size follows ``x`` after pruning (torch's ``F.normalize``: the norm of
+    ``ReduceL2`` expanded to ``Shape(x)`` before ``Div``)."""
+    node = an.index.producer.get(name)
+    if node is None or node.op_type != "Expand" or len(node.input) < 2:
+        return False
+    rank, src = an.index.rank(name), an.index.shape(node.input[0])
+    entries = shape_entries(an, node.input[1])
+    if rank is None or src is None or entries is None:
+        return False
+    k = axis - (rank - len(src))
+    if k >= 0 and src[k] != 1:
+        return False
+    e = axis - (rank - len(entries))
+    entry = entries[e] if 0 <= e < len(entries) else None
+    return isinstance(entry, Dim) and same_count(node, an, space, entry)
+
+
+def same_count(node: onnx.NodeProto, an: Analysis, space: Space, dim: Dim) -> bool:
+    """``node`` sizes an axis by ``dim`` (another tensor's size, read at run time) where it must
+    equal ``space``'s count: true for ``space`` itself; for another tensor's axis of the same
+    size, that axis is coupled to ``space`` position by position (so the two keep the same
+    channels, hence the same count) and must be controlled by a prunable layer. False when the
+    sizes differ or are unknown."""
+    if dim.tensor == space.tensor and dim.axis == space.axis:
+        return True
+    other = an.act(dim.tensor, dim.axis)
+    if other is None or other.size != space.size:
+        return False
+    an.link(other, space)
+    an.require(
+        other,
+        f"{node.op_type} node {node.name!r} takes its size from axis {dim.axis} of {dim.tensor!r}, "
+        "which no prunable layer controls",
+    )
+    return True
 
 
 def data_axis(node: onnx.NodeProto, an: Analysis, space: Space, default: int = 0) -> int:

@@ -2,7 +2,8 @@
 normalisations.
 
 Weight layouts: Conv ``W[K, C/g, kh, kw]``; ConvTranspose ``W[C, K/g, kh, kw]``; Gemm ``B[K, N]``
-(``B[N, K]`` with ``transB``); MatMul ``B[..., K, N]``.
+(``B[N, K]`` with ``transB``); MatMul ``B[..., K, N]``; LSTM/GRU/RNN ``W[D, G·H, I]`` (input
+features are a sink; hidden units are not pruned, see ``Recurrent``).
 
 Coupling: output channel ``k`` of a producer with a constant weight goes with slice ``k`` of the
 weight's output axis and of its bias; an input channel goes with the weight's reduction axis
@@ -14,7 +15,8 @@ for Gemm) whatever the input; a zero input row of MatMul or a grouped Conv gives
 (plus bias) output; BatchNormalization maps ``x`` to ``γ (x − μ) / √(σ² + ε) + β``.
 
 MACs (one per multiply-accumulate): Conv ``|y| · C/g · kh · kw``; ConvTranspose
-``|x| · K/g · kh · kw``; Gemm ``|y| · K``; MatMul ``|y| · K``.
+``|x| · K/g · kh · kw``; Gemm ``|y| · K``; MatMul ``|y| · K``; LSTM/GRU/RNN
+``T · N · D · G·H · (I + H)``.
 """
 
 from __future__ import annotations
@@ -283,6 +285,42 @@ class BatchNorm(Norm):
         return np.asarray(scale * (x - mean) / np.sqrt(var + float(attr(node, "epsilon", 1e-5))) + bias)
 
 
+@dataclass(frozen=True)
+class Recurrent(OpHandler):
+    """LSTM / GRU / RNN (``gates`` = 4 / 3 / 1): ``X[T, N, I]`` (``[N, T, I]`` with ``layout=1``),
+    ``W[D, G·H, I]``, ``R[D, G·H, H]``, hidden size ``H``, ``D`` directions.
+
+    Every gate of every step computes ``W_g x_t + R_g h_{t-1} + b_g``: input feature ``i`` is
+    summed against column ``i`` of ``W`` (a *sink*, like a Conv's input channel), so the input's
+    feature axis prunes with ``W[:, :, i]``. Hidden units are not pruned: unit ``h`` feeds every
+    unit's gates through ``R[:, :, h]`` at the next step, so removing it is not removing a term
+    of one sum, and the outputs ``Y``/``Y_h``/``Y_c`` are never tracked. The time and batch axes
+    of ``X`` are pinned with that reason.
+
+    MACs: ``T · N · D · G · H · (I + H)`` (the gate matmuls)."""
+
+    gates: int = 4
+
+    def propagate(self, node: onnx.NodeProto, idx: int, space: Space, an: Analysis) -> None:
+        rank = an.index.rank(space.tensor) or 0
+        w = _weight(node, an.index)
+        if idx == 0 and space.axis == rank - 1 and w is not None and w.ndim == 3:
+            an.link(space, an.param(node.input[1], 2, "weight"))
+            an.sink(space)
+            return None
+        what = "its input's time or batch axis" if idx == 0 else f"input {idx}"
+        why = "W is computed at run time" if idx == 0 and w is None else "hidden units are not pruned"
+        return an.pin(space, f"{node.op_type} node {node.name!r}: {what} cannot be pruned ({why})")
+
+    def macs(self, node: onnx.NodeProto, index: GraphIndex) -> int:
+        x, w = index.shape(node.input[0]), index.shape(node.input[1])
+        if not x or not w or len(x) != 3 or len(w) != 3:
+            return 0
+        steps = _prod(x[:2])  # T · N in either layout
+        d, gh, i = (int(v or 0) for v in w)
+        return steps * d * gh * (i + gh // max(self.gates, 1))
+
+
 HANDLERS: HandlerTable = (
     ("Conv", Conv()),
     ("ConvTranspose", Conv(transpose=True)),
@@ -290,4 +328,7 @@ HANDLERS: HandlerTable = (
     ("MatMul", MatMul()),
     ("BatchNormalization", BatchNorm()),
     ("InstanceNormalization", Norm()),
+    ("LSTM", Recurrent(gates=4)),
+    ("GRU", Recurrent(gates=3)),
+    ("RNN", Recurrent(gates=1)),
 )
