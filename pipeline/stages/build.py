@@ -129,13 +129,14 @@ class BuildStage(Stage[BuildConfig]):
         return run_tensorrt(self.config, artifact, ctx)
 
     def _run_ort(self, artifact: Artifact, ctx: StageContext) -> StageResult:
+        from trtforge.common.ort import ORT_DOMAINS
         from trtforge.pipeline.engine.custom_ops import check_custom_ops
         from trtforge.pipeline.engine.ort_target import OrtBuildOptions, build_ort_model
         from trtforge.pipeline.onnx_io import load_onnx
         from trtforge.pipeline.workspace import write_json_atomic
 
         cfg = self.config
-        check_custom_ops(load_onnx(artifact.path, load_external=False), artifact.path)
+        check_custom_ops(load_onnx(artifact.path, load_external=False), artifact.path, ORT_DOMAINS)
         out = ctx.out_dir / f"model.{cfg.ort_format}"
         check, data = _smoke_check(cfg.parity_check, artifact, ctx)
         opts = OrtBuildOptions(cfg.provider, cfg.ort_opt_level, cfg.ort_format, cfg.threads, check)

@@ -54,3 +54,9 @@ def test_convert_fp16_on_a_model_without_float_intermediates(tmp_path: Path) -> 
     config = {"calibration": str(tmp_path / "calib.npy")}
     result = run_stage("convert_fp16", config, model, tmp_path / "out.onnx")
     assert result.artifact.path.is_file()
+
+
+def test_the_onnxruntime_target_takes_onnxruntime_s_own_domains(tmp_path: Path) -> None:
+    model = _zipmap_model(tmp_path / "ml.onnx")  # ai.onnx.ml::ZipMap: ONNX Runtime runs it, no plugin needed
+    result = run_stage("build", {"target": "onnxruntime"}, model, tmp_path / "out.onnx")
+    assert result.artifact.path.is_file() and all(result.gates)
