@@ -143,8 +143,10 @@ class Ctx:
             dims = inp.get("shape", [])
             if any(not isinstance(d, int) for d in dims[1:]) and inp["name"] in first:
                 shape = list(first[inp["name"]]["shape"])
-                if shape and dims and not isinstance(dims[0], int):
-                    shape[0] = 1  # a dynamic leading axis is the batch (--batch sets it); a fixed one stays
+                if (
+                    shape and dims
+                ):  # the data's axis 0 counts samples: a dynamic one is the batch (1), a fixed one stays
+                    shape[0] = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 1
                 if shape:
                     out.append(f"{inp['name']}:{'x'.join(str(s) for s in shape)}")
         return out
