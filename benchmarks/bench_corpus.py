@@ -833,6 +833,8 @@ def main() -> int:
             a.json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     doc["runs"].append(
         {
+            "commit": commit,
+            "dirty": doc["trtforge_dirty"],
             "started": started,
             "seconds": round(time.time() - t_start, 1),
             "models": [e["name"] for e in entries],
