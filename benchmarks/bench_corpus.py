@@ -45,21 +45,7 @@ MODELS = CORPUS / "models"
 WORK = CORPUS / "work"
 RESULTS = ROOT / "benchmarks" / "results"
 
-VERBS = [
-    "inspect",
-    "export",
-    "fuse",
-    "prune",
-    "prune_lossless",
-    "quantize_ort",
-    "quantize_trt",
-    "convert_fp16",
-    "build_ort",
-    "validate",
-    "bench",
-    "run",
-]
-#: the trtforge verb behind each column (for --help flag discovery)
+#: the columns, in order, and the trtforge verb behind each (for --help flag discovery)
 VERB_CMD = {
     "inspect": "inspect",
     "export": "export",
@@ -83,21 +69,14 @@ COLUMN_HELP = {
     "quantize_ort": "quantize MODEL -o OUT --target onnxruntime-cpu --calibration-data CALIB --validation-data VAL",
     "quantize_trt": "quantize MODEL -o OUT --target tensorrt --calibration-data CALIB --validation-data VAL",
     "convert_fp16": "convert-fp16 MODEL -o OUT --calibration-data CALIB",
-    "build_ort": "build MODEL -o OUT.onnx --target onnxruntime",
+    "build_ort": "build MODEL -o OUT.onnx --target onnxruntime --validation-data VAL",
     "validate": "validate MODEL MODEL --data VAL (+ --metric top1 for classifiers)",
-    "bench": "bench MODEL --batch B (default random inputs; --shapes for dynamic non-batch dims)",
+    "bench": "bench MODEL --batch B --data VAL (the validation data, repeated to fill the batch)",
     "run": "run trtforge.toml: [export] -> fuse -> quantize (onnxruntime-cpu) -> build (onnxruntime) -> validate -> bench",
 }
-PRODUCT_VERBS = {
-    "export",
-    "fuse",
-    "prune",
-    "prune_lossless",
-    "quantize_ort",
-    "quantize_trt",
-    "convert_fp16",
-    "build_ort",
-}
+VERBS = list(VERB_CMD)
+#: the columns whose verb writes a model (measured against the FP32 input)
+PRODUCT_VERBS = set(VERBS[VERBS.index("export") : VERBS.index("build_ort") + 1])
 BROKEN_OUTPUT_RE = re.compile(
     r"^the (quantized|fused|pruned|converted|fp16|built|optimized|exported) model\b.*cannot load",
     re.IGNORECASE,
@@ -455,13 +434,16 @@ def cell_argv(verb: str, c: Ctx, r: Runner) -> tuple[list[str], Path | None] | N
         return [T, "convert-fp16", M, "-o", str(out), "--calibration-data", calib, *state, "--json"], out
     if verb == "build_ort":
         out = w / "build_ort.onnx"
-        return [T, "build", M, "-o", str(out), "--target", "onnxruntime", "--json"], out
+        data = ["--validation-data", val] if "--validation-data" in fl else []
+        return [T, "build", M, "-o", str(out), "--target", "onnxruntime", *data, "--json"], out
     if verb == "validate":
         metric = ["--metric", "top1"] if c.top1 else []
         if c.top1 and c.metric_output:
             metric += ["--metric-output", c.metric_output]
         return [T, "validate", M, M, "--data", val, *metric, *state, "--json"], None
     if verb == "bench":
+        if "--data" in fl:  # real inputs: real shapes, and values a model branches on (a sample rate)
+            return [T, "bench", M, "--batch", str(c.batch), "--data", val, *state, "--json"], None
         shapes = [a for s in c.dynamic_shapes() for a in ("--shapes", s)] if "--shapes" in fl else []
         return [T, "bench", M, "--batch", str(c.batch), *shapes, "--json"], None
     if verb == "run":

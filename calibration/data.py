@@ -130,14 +130,22 @@ def batch_axes(specs: Sequence[TensorSpec]) -> dict[str, int | None]:
     """The batch axis of each input (None: the input has none and is given once).
 
     The axis whose ``dim_param`` is :func:`batch_dim` (axis 1 of a state ``[2, N, 128]``); an input
-    without it has no batch axis unless its first dimension is unknown. Without any symbolic
-    batch dimension (static models), axis 0 of every input of rank >= 1, as data has always had it.
+    without it has no batch axis unless its first dimension is unknown. Without any named batch
+    dimension: where some input's first dimension is unknown (exports that leave dynamic dims
+    unnamed, like ``input [?, ?]`` beside ``state [2, ?, 128]``), an input with a fixed first size
+    and exactly one unknown dimension holds its samples there (axis 1 of that state); otherwise
+    (static models) axis 0 of every input of rank >= 1, as data has always had it.
     """
     name = batch_dim(specs)
     out: dict[str, int | None] = {}
+    unnamed_batch = name is None and any(s.shape and s.shape[0] is None for s in specs)
     for spec in specs:
         if name is None:
-            out[spec.name] = 0 if spec.shape else None
+            unknown = [i for i, d in enumerate(spec.shape) if d is None or d == ""]
+            if unnamed_batch and spec.shape and spec.shape[0] is not None and len(unknown) == 1:
+                out[spec.name] = unknown[0]
+            else:
+                out[spec.name] = 0 if spec.shape else None
             continue
         axis = next((i for i, d in enumerate(spec.shape) if d == name), None)
         if axis is None and spec.shape and spec.shape[0] is None:

@@ -18,7 +18,7 @@ things the converter gets wrong there are fixed on our side:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ import onnx
 from trtforge.calibration.errors import CalibrationError
 from trtforge.calibration.placement import check_not_quantized, name_nodes
 from trtforge.calibration.stats import collect
+from trtforge.common.graphs import CONTROL_FLOW_OPS, free_names, iter_graphs, subgraphs_of
 
 FP16_MAX = 65504.0
 FP32_OPS = (
@@ -50,8 +51,6 @@ FP32_OPS = (
     "CumSum",
     "Range",
 )
-#: ops whose subgraphs read values of the enclosing graph (never blocked as a whole, see above)
-CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,9 @@ class Fp16Result:
         return {
             "fp32_ops": self.blocked_ops,
             "overflow_nodes": self.overflow_nodes,
-            "fp16_nodes": sum(1 for g in _graphs(self.model.graph) for n in g.node if n.op_type != "Cast"),
+            "fp16_nodes": sum(
+                1 for g in iter_graphs(self.model.graph) for n in g.node if n.op_type != "Cast"
+            ),
         }
 
 
@@ -100,14 +101,14 @@ def convert_fp16(
 
     opts = options or Fp16Options()
     check_not_quantized(model, source)
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for g in _graphs(model.graph) for t in g.initializer):
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for g in iter_graphs(model.graph) for t in g.initializer):
         raise CalibrationError(f"{source}: the model already holds FP16 weights; convert the FP32 model")
     m = onnx.ModelProto()
     m.CopyFrom(model)
     name_nodes(m)
     _name_subgraph_nodes(m)
     over = overflow_nodes(m, batches, opts.overflow_margin * FP16_MAX) if batches is not None else {}
-    present = {n.op_type for g in _graphs(m.graph) for n in g.node}
+    present = {n.op_type for g in iter_graphs(m.graph) for n in g.node}
     blocked = sorted(present & set(opts.fp32_ops))
     node_block: Sequence[str] = sorted(
         _node_block(m.graph, set(opts.fp32_nodes) | set(over), set(opts.fp32_ops))
@@ -131,23 +132,11 @@ def convert_fp16(
     return Fp16Result(out, blocked, over)
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else list(a.graphs))]
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph nested in it, outer ones first."""
-    yield graph
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            yield from _graphs(sub)
-
-
 def _name_subgraph_nodes(model: onnx.ModelProto) -> None:
     """Unique names for subgraph nodes too (in place; ``name_nodes`` names the main graph's):
     the converter's node block list keys on names."""
     seen = {n.name for n in model.graph.node}
-    for i, graph in enumerate(_graphs(model.graph)):
+    for i, graph in enumerate(iter_graphs(model.graph)):
         if i == 0:
             continue
         for j, node in enumerate(graph.node):
@@ -166,10 +155,12 @@ def _node_block(graph: onnx.GraphProto, names: set[str], fp32_ops: set[str]) -> 
     out: set[str] = set()
     for node in graph.node:
         whole = node.op_type in CONTROL_FLOW_OPS and (node.name in names or node.op_type in fp32_ops)
-        for sub in _subgraphs(node):
+        for sub in subgraphs_of(node):
             inner = _node_block(sub, names, fp32_ops)
             if whole:
-                inner = {n.name for g in _graphs(sub) for n in g.node if n.op_type not in CONTROL_FLOW_OPS}
+                inner = {
+                    n.name for g in iter_graphs(sub) for n in g.node if n.op_type not in CONTROL_FLOW_OPS
+                }
             out |= inner
         if node.name in names and node.op_type not in CONTROL_FLOW_OPS:
             out.add(node.name)
@@ -180,7 +171,7 @@ def _move_casts_home(main: onnx.GraphProto, original: set[str]) -> None:
     """Move each node the converter appended to the main graph (``original``: the names it had) into
     the graph that defines its input: the innermost scope its input is visible in, and one that
     encloses every reader of its output (those read a value that graph defined before)."""
-    graphs = list(_graphs(main))
+    graphs = list(iter_graphs(main))
     defined_in: dict[str, list[int]] = {}
     for i, g in enumerate(graphs):
         for name in {v.name for v in g.input} | {t.name for t in g.initializer}:
@@ -212,22 +203,6 @@ def _move_casts_home(main: onnx.GraphProto, original: set[str]) -> None:
             graphs[where].value_info.append(info)
 
 
-def _defined(graph: onnx.GraphProto) -> set[str]:
-    names = {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    names.update(o for n in graph.node for o in n.output if o)
-    return names
-
-
-def _free_names(graph: onnx.GraphProto) -> set[str]:
-    """Names ``graph`` (a subgraph) reads from enclosing scopes."""
-    reads = {o.name for o in graph.output}
-    for node in graph.node:
-        reads.update(i for i in node.input if i)
-        for sub in _subgraphs(node):
-            reads |= _free_names(sub)
-    return reads - _defined(graph)
-
-
 def _toposort(graph: onnx.GraphProto) -> None:
     """Order ``graph``'s nodes (and its subgraphs') so each comes after the producers of what it reads,
     the values its subgraphs read from outside included; stable: an ordered graph stays as it is."""
@@ -236,8 +211,8 @@ def _toposort(graph: onnx.GraphProto) -> None:
     needs: list[set[int]] = []
     for i, node in enumerate(nodes):
         reads = {n for n in node.input if n}
-        for sub in _subgraphs(node):
-            reads |= _free_names(sub)
+        for sub in subgraphs_of(node):
+            reads |= free_names(sub)
             _toposort(sub)
         needs.append({producer[r] for r in reads if r in producer and producer[r] != i})
     users: list[list[int]] = [[] for _ in nodes]

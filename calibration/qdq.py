@@ -226,6 +226,7 @@ def _ort_quantize(
     op_types = sorted({by_name[n].op_type for n in nodes})
     data = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()}
     inferred = onnx.shape_inference.infer_shapes(_copy(model))
+    unshare_biases(inferred)
     quantizer = QDQQuantizer(
         inferred,
         True,
@@ -243,6 +244,44 @@ def _ort_quantize(
     out: onnx.ModelProto = quantizer.model.model
     _drop_value_info(out)
     return out
+
+
+def unshare_biases(model: onnx.ModelProto) -> int:
+    """Give every Conv/ConvTranspose/Gemm that shares its bias initializer with another node a copy
+    of its own, named so no tensor of the graph has the name; in place. Returns the copies made.
+
+    Why not leave it to the library: ONNX Runtime's QDQ quantizer duplicates a shared bias itself
+    (each node's bias scale depends on its own input and weight scales) but names the copy
+    ``<bias><k>`` checking only initializer names, so on tf2onnx graphs (a bias ``conv;conv`` read
+    by 18 Convs, one of which outputs ``conv;conv2``) the copy takes a node output's name and
+    ONNX Runtime cannot load the result."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    taken = set(inits) | {v.name for v in graph.input} | {o for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    made = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
+            continue
+        bias = node.input[2]
+        if bias not in inits:
+            continue
+        readers[bias] = readers.get(bias, 0) + 1
+        if readers[bias] == 1:
+            continue
+        k = readers[bias]
+        name = f"{bias}__bias{k}"
+        while name in taken:
+            k += 1
+            name = f"{bias}__bias{k}"
+        copy = onnx.TensorProto()
+        copy.CopyFrom(inits[bias])
+        copy.name = name
+        graph.initializer.append(copy)
+        taken.add(name)
+        node.input[2] = name
+        made += 1
+    return made
 
 
 def normalise_gemm_bias(model: onnx.ModelProto) -> list[str]:

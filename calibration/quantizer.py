@@ -26,6 +26,9 @@ from trtforge.calibration.stats import CalibrationStats, Progress, collect, floa
 
 log = logging.getLogger(__name__)
 
+#: ops whose weights quantization works on (a refusal counts them in control-flow bodies)
+WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"})
+
 
 @dataclass(frozen=True)
 class QuantizeOptions:
@@ -182,9 +185,13 @@ def calibrate(
     plan = placement.plan(prepared, options.target)
     plan.notes[:0] = notes
     if not plan.nodes:
+        from trtforge.common.graphs import describe_body_ops
+
+        inside = describe_body_ops(prepared, WEIGHT_OPS)
         raise CalibrationError(
             f"{source}: nothing to quantize for target {options.target} "
-            "(no Conv/Gemm/MatMul with constant weights)"
+            f"(no Conv/Gemm/MatMul with constant weights in the main graph{inside}); "
+            "leave the quantize stage out, or convert to FP16 instead"
         )
     needed = plan.tensors(prepared)
     concat_ins = {t for n in prepared.graph.node if n.op_type == "Concat" for t in n.input}

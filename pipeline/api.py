@@ -313,9 +313,9 @@ def inspect(model: str | Path) -> dict[str, Any]:
     are the weight elements of initializers and of ``Constant`` nodes (some exporters hold every
     weight in one), not the int64 shape and index constants.
     """
+    from trtforge.common.graphs import node_count, op_counts
     from trtforge.pipeline.artifact import IOSpec, sha256_model_files
     from trtforge.pipeline.graph.constants import parameter_count
-    from trtforge.pipeline.graph.subgraphs import node_count, op_counts
 
     path = Path(model)
     proto = load_onnx(path)

@@ -33,7 +33,7 @@ from typing import Any
 
 from trtforge.pipeline.artifact import Artifact, ArtifactKind, kind_of_path, sha256_file
 from trtforge.pipeline.config import from_dict, read_toml, to_dict
-from trtforge.pipeline.errors import ConfigError, InputError
+from trtforge.pipeline.errors import ConfigError, InputError, TrtforgeError
 from trtforge.pipeline.registry import get_stage
 from trtforge.pipeline.stage import (
     DataPaths,
@@ -290,7 +290,11 @@ def run_pipeline(
             history=tuple(history),
         )
         key = cache_key(stage, artifact, ctx, versions)
-        stage_run, artifact = _run_or_reuse(ws, index, stage, artifact, ctx, _Cache(key, force, versions))
+        try:
+            stage_run, artifact = _run_or_reuse(ws, index, stage, artifact, ctx, _Cache(key, force, versions))
+        except TrtforgeError as exc:
+            _name_stage(exc, index, spec.type)
+            raise
         run.stages.append(stage_run)
         done.append(spec.type)
         history.append(StageOutput(index, spec.type, artifact))
@@ -303,6 +307,15 @@ def run_pipeline(
     run.final = artifact
     run.wall_s = time.perf_counter() - t0
     return run
+
+
+def _name_stage(exc: TrtforgeError, index: int, stage: str) -> None:
+    """Prefix ``exc``'s message with the stage it stopped (in place: type and exit code stay), so a
+    refusal about a workdir file (``NN-fuse/model.onnx``) says which stage of the config refused."""
+    label = f"stage {index} ({stage})"
+    text = str(exc)
+    if not text.startswith(label) and not text.startswith(f"stage '{stage}'"):
+        exc.args = (f"{label}: {text}", *exc.args[1:])
 
 
 def _existing(path: str | None, key: str) -> Path | None:

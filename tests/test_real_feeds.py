@@ -173,10 +173,75 @@ def test_build_and_lossless_prune_use_data_or_refuse_instead_of_crashing(tmp_pat
         "build", model, "-o", tmp_path / "det.ort.onnx", "--target", "onnxruntime", "--shapes", "x:1x3x20x24"
     )
     assert code == 0, err
+    # or from real data: the build verb takes --validation-data, whose shapes size the check
+    code, out, err = cli(
+        "build",
+        model,
+        "-o",
+        tmp_path / "det.data.onnx",
+        "--target",
+        "onnxruntime",
+        "--validation-data",
+        data,
+        "--json",
+    )
+    assert code == 0, err
+    parity = json.loads(out)["smoke_parity"]
+    assert (
+        parity["source"] == "validation" and parity["passed"] and parity["count"] == 1 * 4 * 8 * 8
+    )  # one 20x20 sample: 4 channels of 8x8
     code, _, err = cli(
         "prune", model, "-o", tmp_path / "det.pruned.onnx", "--lossless", "--latency-runs", "2"
     )
     assert code == 2 and "input 'x' axis 2 ('H') is dynamic" in err
+
+
+def zipmap_classifier(path: Path, scale: float = 1.0) -> Path:
+    """skl2onnx's default classifier outputs: a label tensor and a ZipMap (a sequence of
+    {class: probability} maps, one per sample), which is no tensor."""
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) * 0.1 * scale, "w")
+    nodes = [
+        helper.make_node("MatMul", ["X", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        helper.make_node("ArgMax", ["probs"], ["label"], axis=1, keepdims=0),
+        helper.make_node(
+            "ZipMap", ["probs"], ["output_probability"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2]
+        ),
+    ]
+    seq = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    )
+    graph = helper.make_graph(
+        nodes,
+        "zipmap",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_value_info("output_probability", seq),
+        ],
+        [w],
+    )
+    m = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)]
+    )
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_validate_compares_zipmap_probabilities_as_a_tensor(tmp_path: Path, cli: Cli) -> None:
+    ref = zipmap_classifier(tmp_path / "ref.onnx")
+    data = tmp_path / "val.npz"
+    np.savez(data, X=np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
+    code, out, err = cli("validate", ref, ref, "--data", data, "--json")
+    assert code == 0, err
+    rows = {o["name"]: o for o in json.loads(out)["outputs"]}
+    assert rows["output_probability"]["count"] == 16 * 3 and rows["output_probability"]["passed"]
+    other = zipmap_classifier(tmp_path / "other.onnx", scale=1.5)
+    code, out, err = cli("validate", ref, other, "--data", data, "--json")
+    assert code == 1 and "Traceback" not in err
+    rows = {o["name"]: o for o in json.loads(out)["outputs"]}
+    assert not rows["output_probability"]["passed"]
 
 
 # --- streaming models: a directory of steps, the state carried ------------------------------------

@@ -17,6 +17,7 @@ from trtforge.common.ort import SessionConfig, create_session
 from trtforge.common.tensors import TensorSpec
 from trtforge.pipeline.artifact import ArtifactKind
 from trtforge.pipeline.backends.base import Feeds, Runner, RunnerOptions, register_backend
+from trtforge.pipeline.errors import InputError
 
 #: ONNX Runtime's type strings ("tensor(float)") -> numpy dtype names
 _ORT_TYPES = {
@@ -76,7 +77,32 @@ class OrtRunner(Runner):
     def _infer(self, feeds: Feeds, outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
         names = list(outputs) if outputs else self._output_names()
         values = self._session.run(names, dict(feeds))
-        return dict(zip(names, values, strict=True))
+        return {n: tensor_view(v, n, self.source) for n, v in zip(names, values, strict=True)}
+
+
+def tensor_view(value: Any, name: str, source: object) -> np.ndarray:
+    """An output as an array: tensors as they are; a sequence of maps (skl2onnx's ZipMap, one
+    ``{class: probability}`` per sample) as ``[samples, classes]`` in the maps' key order, so parity
+    and metrics compare the probabilities themselves; a sequence of equal-shape tensors stacked.
+    Anything else is refused with the output's name (comparisons work on tensors)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        keys = list(value[0])
+        if all(list(v) == keys for v in value):
+            return np.array([[v[k] for k in keys] for v in value], dtype=np.float32)
+    arrays = isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value)
+    if arrays and len({(v.shape, v.dtype) for v in value}) == 1:
+        return np.stack(value)
+    if isinstance(value, list) and not value:
+        return np.zeros((0,), dtype=np.float32)
+    kind = type(value).__name__ + (
+        f" of {type(value[0]).__name__}" if isinstance(value, list) and value else ""
+    )
+    raise InputError(
+        f"{source}: output {name!r} is a {kind}, not a tensor, and has no tensor form; "
+        "export the model with tensor outputs (e.g. skl2onnx zipmap=False)"
+    )
 
 
 def _dims(shape: Any) -> tuple[int | str | None, ...]:

@@ -41,7 +41,11 @@ FLAGS: dict[str, Flag] = {
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@data_option("--data", "Real inputs (.npy/.npz/directory); default: seeded random inputs (fine for latency).")
+@data_option(
+    "--data",
+    "Real inputs (.npy/.npz/directory); default: seeded random inputs, which time most models "
+    "fairly but not one that branches on input values (a sample rate, a mode flag).",
+)
 # use_data picks the pipeline's validation data or random inputs; here giving --data is that choice
 @stage_options("bench", BenchConfig, FLAGS, skip=("use_data",))
 def command(models: tuple[Path, ...], data: Path | None, config: BenchConfig) -> None:
@@ -71,7 +75,7 @@ def _print(out: dict[str, Any]) -> None:
 
     con = console()
     s = out["settings"]
-    inputs = "random inputs (fine for latency)" if out["random_inputs"] else f"inputs from {out['inputs']}"
+    inputs = "seeded random inputs" if out["random_inputs"] else f"inputs from {out['inputs']}"
     backend = f"ONNX Runtime CPU, {s['threads'] or 'default'} thread(s)"
     if "tensorrt" in s:
         backend += f"; engines on TensorRT {s['tensorrt']}"

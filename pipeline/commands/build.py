@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from trtforge.pipeline.commands._common import emit, fail_on_gates, progress_bar
-from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
+from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
 from trtforge.pipeline.stages.build import BuildConfig
 
 #: help and flag names of the build stage's config fields (the options are generated in _options.py)
@@ -52,8 +52,14 @@ def _ort_format_from_suffix(params: dict[str, Any]) -> None:
 
 @click.command("build")
 @model_and_output("Output file (OUT.engine, OUT.onnx or OUT.ort); its record goes to OUT.json beside it.")
+@data_option(
+    "--validation-data",
+    "--target onnxruntime: inputs for the parity check of the optimized model (.npy, .npz keyed by "
+    "input name, or a directory); their shapes size dynamic inputs. Default: one random sample "
+    "where every size is fixed or given by --shapes.",
+)
 @stage_options("build", BuildConfig, FLAGS, resolve=_ort_format_from_suffix)
-def command(model: Path, output: Path, config: BuildConfig) -> None:
+def command(model: Path, output: Path, validation_data: Path | None, config: BuildConfig) -> None:
     """Build MODEL (ONNX) into a TensorRT engine or a pre-optimized ONNX Runtime model.
 
     \b
@@ -64,12 +70,19 @@ def command(model: Path, output: Path, config: BuildConfig) -> None:
     ONNX Runtime: exit 1 when the optimized model differs from MODEL beyond --atol/--rtol.
     """
     from trtforge.pipeline.api import run_stage
+    from trtforge.pipeline.stage import DataPaths
 
     record = output.with_name(output.name + ".json")
     inner = "model.engine" if config.target == "tensorrt" else f"model.{config.ort_format}"
     with progress_bar() as progress:
         result = run_stage(
-            "build", config, model, output, extra_outputs={inner + ".json": record}, progress=progress
+            "build",
+            config,
+            model,
+            output,
+            data=DataPaths(validation=validation_data),
+            extra_outputs={inner + ".json": record},
+            progress=progress,
         )
     info = {
         "output": str(result.artifact.path),

@@ -105,7 +105,8 @@ def _print_summary(p: dict[str, Any]) -> None:
     out.print(table)
     m, prm, sz = p["macs"], p["params"], p["size_bytes"]
     macs = (
-        f"MACs {m['before']:,} -> {m['after']:,} ({m['ratio']}x fewer)"
+        f"MACs {m['before']:,} -> {m['after']:,}"
+        + (f" ({m['ratio']}x fewer)" if m.get("ratio") is not None else "")
         if m["before"] is not None
         else "MACs unknown"
     )

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from trtforge.pipeline.graph.subgraphs import iter_graphs
+from trtforge.common.graphs import iter_graphs
 
 __all__ = [
     "FLOAT_TYPES",

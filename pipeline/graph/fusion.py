@@ -26,6 +26,7 @@ import onnx
 import onnx_ir as ir
 
 from trtforge.common.errors import first_line
+from trtforge.common.graphs import op_counts
 from trtforge.pipeline.graph.options import FusionOptions
 from trtforge.pipeline.graph.rules import _library as lib
 from trtforge.pipeline.graph.rules._base import Rejection, Rule, apply_rule
@@ -37,7 +38,6 @@ from trtforge.pipeline.graph.rules.matmul_add_to_gemm import MatMulAddToGemm
 from trtforge.pipeline.graph.rules.remove_dropout import RemoveDropout
 from trtforge.pipeline.graph.rules.remove_identity import RemoveIdentity
 from trtforge.pipeline.graph.rules.simplify_reshape_shape import SimplifyReshapeShape
-from trtforge.pipeline.graph.subgraphs import op_counts
 
 __all__ = ["PASSES", "FusionPass", "FusionResult", "PassOutcome", "PassReport", "fuse_model", "op_counts"]
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"})
+
 
 @dataclass(frozen=True)
 class PruneConfig:
@@ -137,6 +139,14 @@ class PruneStage(Stage[PruneConfig]):
         if summary["prunable_groups"] == 0 and cfg.sparsity == "none":
             first = next((g for g in az.groups if g.reasons), None)
             why = f"; first reason: {first.reasons[0]}" if first else ""
+            from trtforge.common.graphs import describe_body_ops
+
+            if summary["groups"] == 0:
+                inside = describe_body_ops(model, _WEIGHT_OPS)
+                raise InputError(
+                    f"{src}: nothing can be pruned: no Conv, ConvTranspose or Gemm/MatMul with constant "
+                    f"weights in the main graph forms a channel group{inside}; leave the prune stage out"
+                )
             raise InputError(
                 f"{src}: nothing can be pruned: all {summary['groups']} channel groups are blocked{why}"
             )

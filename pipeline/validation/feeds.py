@@ -137,9 +137,11 @@ def explicit_shapes(shapes: Sequence[str] | ShapeMap | None) -> dict[str, tuple[
     return out
 
 
-def shape_example(spec: TensorSpec, batch: int = 1) -> str:
-    """A ``--shapes`` value for ``spec``: its fixed sizes, ``batch`` on the batch axis, 640 elsewhere."""
-    axis = batch_axes([spec]).get(spec.name)
+def shape_example(spec: TensorSpec, batch: int = 1, axis: int | None = -1) -> str:
+    """A ``--shapes`` value for ``spec``: its fixed sizes, ``batch`` on the batch axis (``axis``; by
+    default the one :func:`batch_axes` finds for ``spec`` alone), 640 elsewhere."""
+    if axis == -1:
+        axis = batch_axes([spec]).get(spec.name)
     dims = [
         str(d) if isinstance(d, int) and d > 0 else str(batch if i == axis else EXAMPLE_DIM)
         for i, d in enumerate(spec.shape)
@@ -168,7 +170,8 @@ def feed_shapes(
         if explicit is not None and len(explicit) != len(spec.shape):
             raise ConfigError(
                 f"{prefix}--shapes {spec.name}: shape {'x'.join(map(str, explicit))} has rank "
-                f"{len(explicit)}, the input has rank {len(spec.shape)}; e.g. --shapes {shape_example(spec)}"
+                f"{len(explicit)}, the input has rank {len(spec.shape)}; "
+                f"e.g. --shapes {shape_example(spec, axis=axes.get(spec.name))}"
             )
         dims: list[int] = []
         for i, d in enumerate(spec.shape):
@@ -176,7 +179,7 @@ def feed_shapes(
                 if explicit is not None and explicit[i] != d:
                     raise ConfigError(
                         f"{prefix}--shapes {spec.name}: axis {i} is fixed to {d} in the model; "
-                        f"e.g. --shapes {shape_example(spec)}"
+                        f"e.g. --shapes {shape_example(spec, axis=axes.get(spec.name))}"
                     )
                 dims.append(d)
             elif i == axes.get(spec.name):
@@ -185,7 +188,7 @@ def feed_shapes(
                 dims.append(int(explicit[i]))
             else:
                 label = f" ({d!r})" if isinstance(d, str) and d else ""
-                example = shape_example(spec)
+                example = shape_example(spec, axis=axes.get(spec.name))
                 raise UnknownShapeError(
                     f"{prefix}input {spec.name!r} axis {i}{label} is dynamic and no data or --shapes gives "
                     f'its size; pass --shapes {example} (in a [[stage]] table: shapes = ["{example}"]) '

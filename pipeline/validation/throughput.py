@@ -178,6 +178,7 @@ def benchmark_models(
                 duration=duration,
                 progress=progress,
                 label=f"bench batch {batch}",
+                random_inputs=data is None,
             )
         )
     settings = {
@@ -204,13 +205,15 @@ def measure_latency(
     duration: float | None = None,
     progress: ProgressFn = _no_progress,
     label: str = "latency",
+    random_inputs: bool = False,
 ) -> list[ModelTiming]:
     """Time ``models`` interleaved (round-robin) after ``warmup`` runs each; one timing per model.
 
     ``feeds``: one per model (None: seeded random inputs of ``batch`` samples). Paths are opened
     with ``threads`` ONNX Runtime intra-op threads. Each timing holds the latency statistics (median
     ``p50_ms``...) and the ratios to the first model measured in the same iterations (``p50_ratio``,
-    ``paired_ratio``). ``duration`` (seconds) replaces ``iters`` when given.
+    ``paired_ratio``). ``duration`` (seconds) replaces ``iters`` when given. ``random_inputs``: the
+    feeds were made up (no data), so a failure on them says to pass real inputs.
     """
     _check_budget(models, warmup, iters, duration)
     runners = _open_all(models, threads)
@@ -223,7 +226,12 @@ def measure_latency(
                 r.run(f)
         seconds, device = _timed_loop(runners, inputs, (iters, duration), progress, label)
     except ort_run_errors() as exc:
-        raise InputError(f"ONNX Runtime failed on the benchmark inputs: {first_line(exc)}") from exc
+        hint = (
+            "; the inputs were seeded random values (no data given): pass real inputs with --data"
+            if random_inputs or feeds is None
+            else ""
+        )
+        raise InputError(f"ONNX Runtime failed on the benchmark inputs: {first_line(exc)}{hint}") from exc
     return _summarise(_unique_names([r.name for r in runners]), batch, seconds, device)
 
 

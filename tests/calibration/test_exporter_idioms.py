@@ -301,3 +301,43 @@ def test_weights_reached_through_layout_ops_are_quantized_as_weights(target):
         assert 1 in _dq_fed(q, node), name  # an int8 weight behind a DequantizeLinear
     xv = RNG.normal(size=(4, 3, 4, 4)).astype(np.float32)
     assert cosine(tiny.run(model, {"x": xv})[0], tiny.run(q, {"x": xv})[0]) > 0.99
+
+
+def test_a_bias_shared_by_convs_is_copied_under_names_no_tensor_has(tmp_path, cli):
+    # tf2onnx names a bias "c;c" and the Convs reading it "c;c", "c;c2": ONNX Runtime's own copy of a
+    # shared bias would be named "c;c2" too and the quantized model would not load
+    inits = [
+        _f32(RNG.normal(size=(4, 3, 3, 3)) * 0.3, "w1"),
+        _f32(RNG.normal(size=(4, 4, 3, 3)) * 0.3, "w2"),
+        _f32(RNG.normal(size=(4, 4, 3, 3)) * 0.3, "w3"),
+        _f32(RNG.normal(size=4) * 0.1, "c;c"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "c;c"], ["c;c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["c;c1", "w2", "c;c"], ["c;c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Neg", ["c;c2"], ["neg"], name="neg"),
+        helper.make_node("Conv", ["neg", "w3", "c;c"], ["y"], name="conv3", pads=[1, 1, 1, 1]),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        inits,
+    )
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    assert qdq.unshare_biases(copy) == 2
+    names = [n.input[2] for n in copy.graph.node if n.op_type == "Conv"]
+    assert len(set(names)) == 3 and not set(names) & {"c;c1", "c;c2", "y"}
+    src, calib, out = tmp_path / "m.onnx", tmp_path / "calib.npy", tmp_path / "q.onnx"
+    onnx.save(model, str(src))
+    np.save(calib, RNG.normal(size=(16, 3, 8, 8)).astype(np.float32))
+    code, stdout, stderr = cli(
+        "quantize", src, "-o", out, "--calibration-data", calib, "--target", "onnxruntime-cpu", "--json"
+    )
+    assert code == 0, stdout + stderr
+    q = onnx.load(str(out))
+    onnx.checker.check_model(q, full_check=True)
+    assert all(_dq_fed(q, n) == [0, 1, 2] for n in q.graph.node if n.op_type == "Conv")
+    x = RNG.normal(size=(4, 3, 8, 8)).astype(np.float32)
+    assert cosine(tiny.run(model, {"x": x})[0], tiny.run(q, {"x": x})[0]) > 0.99

@@ -52,6 +52,32 @@ def test_batch_axis_comes_from_the_symbolic_batch_dim() -> None:
     assert FeedLayout.of(STREAM).static_batch() is None  # the state's fixed 2 is not a batch size
 
 
+def test_unnamed_dynamic_dims_still_find_the_state_batch_axis() -> None:
+    # exports that leave every dynamic dim unnamed: input [?, ?], state [2, ?, 128], a scalar rate
+    unnamed = [
+        TensorSpec("input", "float32", (None, None)),
+        TensorSpec("state", "float32", (2, None, 128)),
+        TensorSpec("sr", "int64", ()),
+    ]
+    assert batch_axes(unnamed) == {"input": 0, "state": 1, "sr": None}
+    assert FeedLayout.of(unnamed).static_batch() is None  # no "static batch size 2" from the state
+    # a static batch with one unknown size is not a batch axis there: [1, ?] keeps its samples on 0
+    assert batch_axes([TensorSpec("tokens", "int64", (1, None))]) == {"tokens": 0}
+    assert batch_axes(
+        [TensorSpec("a", "float32", (1, 3, None, None)), TensorSpec("b", "float32", (None, 4))]
+    ) == {
+        "a": 0,
+        "b": 0,
+    }
+    with pytest.raises(UnknownShapeError, match=r"--shapes input:1x640"):
+        feed_shapes(unnamed)
+    assert feed_shapes(unnamed, batch=3, shapes={"input": (3, 576)}) == {
+        "input": (3, 576),
+        "state": (2, 3, 128),
+        "sr": (),
+    }
+
+
 def test_samples_are_cut_on_each_inputs_batch_axis_and_inputs_given_once_go_with_every_batch(
     tmp_path: Path,
 ) -> None:

@@ -10,10 +10,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import trtforge
+from trtforge.common.graphs import iter_graphs
 from trtforge.common.ort import SessionConfig, create_session
 from trtforge.pipeline.graph.constants import lift_constant_weights, parameter_count
 from trtforge.pipeline.graph.pruning import macs
-from trtforge.pipeline.graph.subgraphs import iter_graphs
 from trtforge.pipeline.stage import DataPaths
 
 #: float elements of the detector's weights: conv1 8x3x3x3 + 8, conv2 16x8x3x3 + 16, conv3 1x16x1x1

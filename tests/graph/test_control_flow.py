@@ -17,10 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import trtforge
 from trtforge.calibration.fp16 import Fp16Options, convert_fp16
+from trtforge.common.graphs import free_names, iter_graphs, subgraphs_of
 from trtforge.common.ort import SessionConfig, create_session
 from trtforge.pipeline.graph.fusion import fuse_model, op_counts
 from trtforge.pipeline.graph.options import FusionOptions
-from trtforge.pipeline.graph.subgraphs import iter_graphs, subgraphs_of
 
 F32 = TensorProto.FLOAT
 ONNX_OPSET = [helper.make_opsetid("", 17)]
@@ -461,21 +461,11 @@ def _assert_sorted_in_scope(graph: onnx.GraphProto, outer: frozenset[str] = froz
     for node in graph.node:
         for sub in subgraphs_of(node):
             _assert_sorted_in_scope(sub, frozenset(seen))
-            free = _reads(sub) - seen
+            free = free_names(sub) - seen
             assert not free, f"{node.name} runs a subgraph reading {free} before they are defined"
         missing = [i for i in node.input if i not in seen]
         assert not missing, f"{graph.name}: {node.name} reads {missing} before they are defined"
         seen.update(node.output)
-
-
-def _reads(graph: onnx.GraphProto) -> set[str]:
-    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    defined |= {o for n in graph.node for o in n.output}
-    reads = {i for n in graph.node for i in n.input if i} | {o.name for o in graph.output}
-    for n in graph.node:
-        for sub in subgraphs_of(n):
-            reads |= _reads(sub)
-    return reads - defined
 
 
 def _elem_types(graph: onnx.GraphProto) -> dict[str, int]:
@@ -581,3 +571,47 @@ def test_a_branch_ending_in_a_no_op_cast_of_an_outer_value_stays_valid() -> None
     then_nodes = _nodes(fused, "then")
     assert [n.op_type for n in then_nodes] in (["Cast"], ["Identity"])
     _assert_same_outputs(model, fused)
+
+
+# --- stages that do not enter bodies say so --------------------------------------------------------
+
+
+def _weights_in_branches() -> onnx.ModelProto:
+    """x[N, 4] -> If(cond): then MatMul(x, W) (W a branch initializer), else Neg(x)."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2.0, "w_then")
+    then = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w_then"], ["t"], name="then_mm")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", F32, ["N", 4])],
+        [w],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"], name="else_neg")],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e", F32, ["N", 4])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other, name="if")],
+        "branch_weights",
+        [
+            helper.make_tensor_value_info("x", F32, ["N", 4]),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("y", F32, ["N", 4])],
+    )
+    return _model(graph)
+
+
+def test_quantize_and_prune_refuse_naming_the_weights_inside_bodies(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "branches.onnx"
+    onnx.save(_weights_in_branches(), path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.ones((4, 4), np.float32), cond=np.array(True))
+    code, _, err = cli("quantize", path, "-o", tmp_path / "q.onnx", "--calibration-data", calib)
+    assert code == 2 and "Traceback" not in err
+    assert "its 1 MatMul sit inside If/Loop/Scan bodies" in err and "leave the quantize stage out" in err
+    code, _, err = cli("prune", path, "-o", tmp_path / "p.onnx", "--ratio", "0.5", "--latency-runs", "2")
+    assert code == 2 and "its 1 MatMul sit inside If/Loop/Scan bodies" in err, err
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "p.onnx").exists()

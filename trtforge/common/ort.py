@@ -92,7 +92,8 @@ def _session_options(ort: Any, cfg: SessionConfig) -> Any:
         opts.optimized_model_filepath = str(cfg.optimized_model_path)
     for key, value in cfg.config_entries.items():
         opts.add_session_config_entry(key, value)
-    opts.log_severity_level = 3
+    # fatal only: every error ONNX Runtime raises reaches the user once, as our one-line message
+    opts.log_severity_level = 4
     return opts
 
 

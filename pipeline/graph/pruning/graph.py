@@ -36,13 +36,51 @@ def prepare(model: onnx.ModelProto, source: str = "model") -> onnx.ModelProto:
         dup = next(n for n in names if names.count(n) > 1)
         raise InputError(f"{source}: node name {dup!r} is used twice; give nodes unique names (re-export)")
     try:
-        inferred = onnx.shape_inference.infer_shapes(out, strict_mode=False, data_prop=True)
+        return infer_shapes(out)
     except Exception as exc:  # onnx raises InferenceError and ValidationError variants
         first = first_line(exc, 200)
         raise InputError(
             f"{source}: ONNX shape inference fails ({first}); fix or re-export the model"
         ) from exc
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference (data propagation on), carried on past the ai.onnx.ml ops it does not know
+    that keep their input's shape (``_ML_ELEMENTWISE``)."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    if _ml_elementwise_shapes(inferred):
+        inferred = onnx.shape_inference.infer_shapes(inferred, strict_mode=False, data_prop=True)
     return inferred
+
+
+#: ai.onnx.ml ops whose float output has their input's shape; ONNX's shape inference knows none of
+#: them, so a skl2onnx pipeline (Scaler -> MatMul ...) would leave every shape after them unknown
+_ML_ELEMENTWISE = frozenset({"Scaler", "Normalizer", "Imputer", "Binarizer"})
+
+
+def _ml_elementwise_shapes(model: onnx.ModelProto) -> int:
+    """Add the output shape of each ``_ML_ELEMENTWISE`` node whose input shape is known; in place.
+    Returns how many were added (then shape inference is run again past them)."""
+    graph = model.graph
+    known = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
+    added = 0
+    for node in graph.node:
+        if node.domain != "ai.onnx.ml" or node.op_type not in _ML_ELEMENTWISE or not node.input:
+            continue
+        src, out = known.get(node.input[0]), node.output[0]
+        if src is None or not src.type.tensor_type.HasField("shape"):
+            continue
+        if out in known and known[out].type.tensor_type.HasField("shape"):
+            continue
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in src.type.tensor_type.shape.dim
+        ]
+        info = onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, dims)
+        graph.value_info.append(info)
+        known[out] = info
+        added += 1
+    return added
 
 
 class GraphIndex:

@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 
 from trtforge.pipeline.graph.constants import FLOAT_TYPES, parameter_count
-from trtforge.pipeline.graph.pruning.graph import GraphIndex
+from trtforge.pipeline.graph.pruning.graph import GraphIndex, infer_shapes
 from trtforge.pipeline.graph.pruning.registry import HandlerRegistry, resolve
 
 Shapes = Mapping[str, Sequence[int]]
@@ -69,7 +69,7 @@ def _fix_shapes(model: onnx.ModelProto, shapes: Shapes) -> onnx.ModelProto:
             tensor.shape.dim.add().dim_value = int(n)
     for vi in m.graph.output:
         vi.type.tensor_type.ClearField("shape")
-    return onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    return infer_shapes(m)
 
 
 def count(

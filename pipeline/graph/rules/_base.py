@@ -62,6 +62,60 @@ class Rule(ABC, Generic[M]):
         """Replace the match in its graph."""
 
 
+@dataclass(frozen=True)
+class NodeMatch:
+    """A match of one node (rules whose pattern is a single node)."""
+
+    node: ir.Node
+
+
+class PassThroughRule(Rule[NodeMatch]):
+    """A node whose first output equals its first input (``y = node(x) = x``): readers of ``y`` read
+    ``x`` and the node goes (``bypass``), where ``bypass_reason`` and ``pass_through_reason`` allow.
+    ``x`` keeps what ``y``'s type and shape knew more of."""
+
+    def match(self, node: ir.Node) -> NodeMatch | None:
+        if not node.inputs or node.inputs[0] is None or not node.outputs:
+            return None
+        return NodeMatch(node)
+
+    def pass_through_reason(self, node: ir.Node) -> str | None:
+        """Why this node does not pass its input through unchanged (a rule's own conditions)."""
+        return None
+
+    def check(self, match: NodeMatch) -> str | None:
+        node = match.node
+        x = node.inputs[0]
+        assert x is not None
+        return self.pass_through_reason(node) or bypass_reason(node, x, node.outputs[0], self.op_type)
+
+    def rewrite(self, match: NodeMatch) -> None:
+        node = match.node
+        x, y = node.inputs[0], node.outputs[0]
+        assert x is not None
+        merge_type(x, y)
+        bypass(node, x, y)
+
+
+def merge_type(x: ir.Value, y: ir.Value) -> None:
+    """``x`` keeps what ``y`` knew more of (as onnx-ir's identity pass does): its type when ``x`` has
+    none, and per dimension a static size over a symbol, a named symbol over an unnamed one."""
+    if x.type is None:
+        x.type = y.type
+    if x.shape is None:
+        x.shape = y.shape
+    elif y.shape is not None and len(x.shape) == len(y.shape):
+        x.shape = ir.Shape([_merge_dim(a, b) for a, b in zip(x.shape, y.shape, strict=True)])
+
+
+def _merge_dim(a: int | ir.SymbolicDim, b: int | ir.SymbolicDim) -> int | ir.SymbolicDim:
+    if a == b or not isinstance(a, ir.SymbolicDim):
+        return a
+    if not isinstance(b, ir.SymbolicDim) or a.value is None:
+        return b
+    return a
+
+
 def apply_rule(rule: Rule[M], model: ir.Model) -> RuleStats:
     """Apply ``rule`` once to every matching node of the main graph and its subgraphs."""
     stats = RuleStats()

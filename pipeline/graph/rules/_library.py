@@ -24,9 +24,9 @@ from onnx_ir.passes.common import (
     TopologicalSortPass,
 )
 
+from trtforge.common.graphs import free_names, subgraphs_of
 from trtforge.pipeline.deps import require
 from trtforge.pipeline.errors import StageError
-from trtforge.pipeline.graph.subgraphs import free_names, subgraphs_of
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
-from trtforge.pipeline.graph.subgraphs import iter_graphs
+from trtforge.common.graphs import iter_graphs
 
 #: a kernel this large along a padded axis runs slower with the padding merged in (see above)
 SLOW_MERGED_KERNEL = 5

@@ -13,30 +13,18 @@ every Dropout without looking at ``training_mode`` or the mask.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import onnx_ir as ir
 
-from trtforge.pipeline.graph.rules._base import Rule, bypass, bypass_reason, const_array
+from trtforge.pipeline.graph.rules._base import PassThroughRule, const_array
 
 
-@dataclass(frozen=True)
-class DropoutMatch:
-    node: ir.Node
-
-
-class RemoveDropout(Rule[DropoutMatch]):
+class RemoveDropout(PassThroughRule):
     name: ClassVar[str] = "remove_dropout"
     op_type: ClassVar[str] = "Dropout"
 
-    def match(self, node: ir.Node) -> DropoutMatch | None:
-        if not node.inputs or node.inputs[0] is None or not node.outputs:
-            return None
-        return DropoutMatch(node)
-
-    def check(self, match: DropoutMatch) -> str | None:
-        node = match.node
+    def pass_through_reason(self, node: ir.Node) -> str | None:
         if len(node.inputs) > 2 and node.inputs[2] is not None:
             mode = const_array(node.inputs[2])
             if mode is None or mode.size != 1 or bool(mode.reshape(-1)[0]):
@@ -46,12 +34,4 @@ class RemoveDropout(Rule[DropoutMatch]):
         mask = [v for v in node.outputs[1:] if v.is_graph_output() or v.consumers()]
         if mask:
             return f"Dropout's mask output {mask[0].name!r} is in use"
-        x, y = node.inputs[0], node.outputs[0]
-        assert x is not None
-        return bypass_reason(node, x, y, "Dropout")
-
-    def rewrite(self, match: DropoutMatch) -> None:
-        node = match.node
-        x = node.inputs[0]
-        assert x is not None
-        bypass(node, x, node.outputs[0])
+        return None

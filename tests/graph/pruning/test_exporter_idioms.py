@@ -386,3 +386,41 @@ def test_legacy_softmax_over_trailing_axes_pins_the_channels():
     assert any("normalises over the channel axis" in r for r in group_of(model, "c1").reasons)
     m13 = g.model({"x": ["N", 3, 8, 8]}, [s], opset=13)
     assert not any("normalises" in r for r in group_of(m13, "c1").reasons)
+
+
+# -- skl2onnx ---------------------------------------------------------------------------------
+
+
+def test_skl2onnx_mlp_behind_a_scaler_is_pruned_and_its_macs_counted():
+    """skl2onnx writes Scaler (ai.onnx.ml) -> Cast -> MatMul + Add -> Relu ...: ONNX's shape inference
+    knows no ai.onnx.ml op, so every shape after the Scaler was unknown and no group was found."""
+    w1 = numpy_helper.from_array(RNG.standard_normal((6, 16)).astype(np.float32) * 0.4, "coefficient")
+    b1 = numpy_helper.from_array(RNG.standard_normal(16).astype(np.float32) * 0.1, "intercepts")
+    w2 = numpy_helper.from_array(RNG.standard_normal((16, 3)).astype(np.float32) * 0.4, "coefficient1")
+    nodes = [
+        helper.make_node(
+            "Scaler", ["X"], ["scaled"], name="scaler", domain="ai.onnx.ml", offset=[0.5] * 6, scale=[2.0] * 6
+        ),
+        helper.make_node("Cast", ["scaled"], ["cast"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["cast", "coefficient"], ["mm"], name="fc1"),
+        helper.make_node("Add", ["mm", "intercepts"], ["add"], name="fc1_bias"),
+        helper.make_node("Relu", ["add"], ["act"], name="relu"),
+        helper.make_node("MatMul", ["act", "coefficient1"], ["y"], name="fc2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "skl2onnx",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+        [w1, b1, w2],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    )
+    model.ir_version = 8
+    group = group_of(model, "fc1")
+    assert not group.blocked and group.size == 16
+    assert macs.count(model, batch=4)["macs"] == 4 * (6 * 16 + 16 * 3)
+    x = RNG.standard_normal((5, 6)).astype(np.float32)
+    pruned = assert_pruned_like(model, x)
+    assert macs.count(pruned, batch=4)["macs"] == 4 * (6 * 8 + 8 * 3)

@@ -12,7 +12,20 @@ from collections.abc import Iterator
 
 import onnx
 
-__all__ = ["free_names", "has_subgraphs", "iter_graphs", "node_count", "op_counts", "subgraphs_of"]
+__all__ = [
+    "CONTROL_FLOW_OPS",
+    "body_op_counts",
+    "describe_body_ops",
+    "free_names",
+    "has_subgraphs",
+    "iter_graphs",
+    "node_count",
+    "op_counts",
+    "subgraphs_of",
+]
+
+#: ops that hold graphs and run them as part of themselves
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 
 
 def subgraphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
@@ -52,3 +65,22 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 def node_count(model: onnx.ModelProto) -> int:
     """Nodes of the main graph and of every subgraph."""
     return sum(len(g.node) for g in iter_graphs(model.graph))
+
+
+def body_op_counts(model: onnx.ModelProto, ops: frozenset[str] | set[str]) -> dict[str, int]:
+    """Nodes of the op types ``ops`` that sit inside If/Loop/Scan bodies (not in the main graph)."""
+    counts: Counter[str] = Counter()
+    for node in model.graph.node:
+        for sub in subgraphs_of(node):
+            counts.update(n.op_type for g in iter_graphs(sub) for n in g.node if n.op_type in ops)
+    return dict(sorted(counts.items()))
+
+
+def describe_body_ops(model: onnx.ModelProto, ops: frozenset[str] | set[str]) -> str:
+    """``"; its 4 Conv, 1 LSTM sit inside If/Loop/Scan bodies"`` where ``ops`` nodes hide there, else ``""``:
+    the clause a stage adds when it refuses because it found nothing to work on in the main graph."""
+    counts = body_op_counts(model, ops)
+    if not counts:
+        return ""
+    listed = ", ".join(f"{n} {op}" for op, n in counts.items())
+    return f"; its {listed} sit inside If/Loop/Scan bodies, which this stage does not enter"
