@@ -6,6 +6,8 @@ Spec (comma-separated terms, all must hold):
 - ``cosine:0.999``: mean per-sample cosine similarity to FP32 of at least 0.999, every output
   (or ``cosine@out:0.999`` for one).
 - ``maxabs@out:0.05``: largest absolute difference to FP32 on output ``out``.
+- ``iou:0.95``: on every dense probability map (float, rank >= 3, values in [0, 1]; or ``iou@out``),
+  IoU of the pixels above 0.5 in FP32's map and in the candidate's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from trtforge.calibration.errors import CalibrationError
 
-KINDS = ("top1", "cosine", "maxabs")
+KINDS = ("top1", "cosine", "maxabs", "iou")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ def parse_budget(spec: str) -> tuple[Term, ...]:
         kind, _, output = head.partition("@")
         if not sep or kind not in KINDS:
             raise CalibrationError(
-                f"accuracy budget term {raw!r}: expected one of top1:0.5%, cosine:0.999, maxabs@OUTPUT:0.05"
+                f"accuracy budget term {raw!r}: expected one of top1:0.5%, cosine:0.999, iou:0.95, "
+                "maxabs@OUTPUT:0.05 (or none)"
             )
         try:
             value = float(val[:-1]) / 100.0 if val.endswith("%") else float(val)
@@ -73,6 +76,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     den = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
     sims = np.where(den > 0, num / np.maximum(den, 1e-30), np.where(np.allclose(a2, b2), 1.0, 0.0))
     return float(np.mean(sims))
+
+
+def map_iou(ref: np.ndarray, cand: np.ndarray, threshold: float = 0.5) -> float | None:
+    """IoU of ``ref > threshold`` and ``cand > threshold`` where ``ref`` is a probability map (float,
+    rank >= 3, values in [0, 1]) with at least one pixel above it; None otherwise."""
+    if ref.dtype.kind != "f" or ref.ndim < 3 or ref.size == 0 or ref.min() < 0 or ref.max() > 1:
+        return None
+    on_r, on_c = ref > threshold, cand > threshold
+    if not on_r.any():
+        return None
+    return float(np.count_nonzero(on_r & on_c) / np.count_nonzero(on_r | on_c))
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -98,6 +112,10 @@ def check(
             truth = labels if labels is not None else np.argmax(ref.reshape(ref.shape[0], -1), axis=1)
             drop = top1(ref, truth) - top1(cand, truth)
             results.append((t, drop, drop <= t.value + 1e-12))
+        elif t.kind == "iou":
+            ious = [v for o in outs if (v := map_iou(reference[o], candidate[o])) is not None]
+            if ious:
+                results.append((t, min(ious), min(ious) >= t.value))
         elif t.kind == "cosine":
             worst = min(cosine(reference[o], candidate[o]) for o in outs)
             results.append((t, worst, worst >= t.value))

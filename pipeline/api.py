@@ -124,6 +124,8 @@ def run_stage(
     that only measure, like validate). ``reference``: the model parity is measured against
     (default: ``model`` when it is ONNX). ``extra_outputs``: other files of the stage
     (name in its output directory -> destination), e.g. ``{"plan.json": "prune-plan.json"}``.
+    When a gate of the stage failed, nothing is written (the result still carries the metrics and
+    gates; its artifact path then names a folder that no longer exists).
     """
     cfg = _stage_config(stage, config)
     stage_obj = get_stage(stage)(cfg)
@@ -136,6 +138,8 @@ def run_stage(
     with tempfile.TemporaryDirectory(prefix=".trtforge-", dir=out.parent if out is not None else None) as tmp:
         ctx = StageContext(out_dir=Path(tmp), reference=ref, data=data or DataPaths(), progress=progress)
         result = stage_obj.run(artifact, ctx)
+        if not all(result.gates):
+            return result  # a failed gate publishes nothing: the staging folder goes, -o is untouched
         if out is not None and is_inside(result.artifact.path, Path(tmp)):
             result = _publish(result, out)
         for name, dest in extras.items():

@@ -134,7 +134,7 @@ def gates_table(result: HasGates) -> list[dict[str, Any]]:
 def model_payload(output: Path, result: StageResult) -> dict[str, Any]:
     """The JSON of a verb that writes a model: output path, whether it changed, metrics, gates."""
     return {
-        "output": str(output),
+        "output": str(output) if all(result.gates) else None,  # a failed gate writes nothing
         "modified": result.modified,
         **dict(result.metrics),
         "gates": gates_table(result),

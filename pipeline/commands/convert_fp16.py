@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from trtforge.pipeline.commands._common import emit, progress_bar
-from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
+from trtforge.pipeline.commands._common import emit, fail_on_gates, progress_bar
+from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
 from trtforge.pipeline.stages.convert_fp16 import Fp16Config
 
 #: help and flag names of the convert_fp16 stage's config fields (options generated in _options.py)
@@ -34,21 +34,53 @@ FLAGS: dict[str, Flag] = {
         "files are the steps of a sequence; a file holding IN starts from it).",
         metavar="IN:OUT",
     ),
+    "accuracy_budget": Flag(
+        "Fidelity floor against MODEL on the validation (else calibration) data, e.g. cosine:0.999, "
+        "top1:1%, iou:0.9; default cosine:0.99,top1:2%,iou:0.95; 'none' measures without failing.",
+        metavar="SPEC",
+    ),
 }
 
 
 @click.command("convert-fp16")
 @model_and_output("FP16 .onnx to write.")
+@data_option(
+    "--validation-data",
+    "Inputs the FP16 model is checked on against MODEL (.npy, .npz keyed by input name, or a "
+    "directory); default: the --calibration-data.",
+)
 @stage_options("convert_fp16", Fp16Config, FLAGS)
-def command(model: Path, output: Path, config: Fp16Config) -> None:
-    """Convert MODEL to FP16; LayerNorm, Softmax, reductions and exp/log/pow stay FP32."""
+def command(model: Path, output: Path, validation_data: Path | None, config: Fp16Config) -> None:
+    """Convert MODEL to FP16; LayerNorm, Softmax, reductions and exp/log/pow stay FP32.
+
+    \b
+    The FP16 model is checked against MODEL on the validation (else calibration) data: exit 1,
+    and nothing written, when it falls below --accuracy-budget.
+    """
     from trtforge.pipeline.api import run_stage
+    from trtforge.pipeline.stage import DataPaths
+    from trtforge.pipeline.stages._fidelity import fidelity_lines
 
     with progress_bar() as progress:
-        result = run_stage("convert_fp16", config, model, output, progress=progress)
-    metrics = {**dict(result.metrics), "output": str(output)}
+        result = run_stage(
+            "convert_fp16",
+            config,
+            model,
+            output,
+            data=DataPaths(validation=validation_data),
+            progress=progress,
+        )
+    written = all(result.gates)
+    metrics = {**dict(result.metrics), "output": str(output) if written else None}
+    head = f"FP16 model written to {output}" if written else f"FP16 model NOT written to {output}"
     emit(
         metrics,
-        f"FP16 model written to {output}; FP32 ops: {', '.join(metrics['fp32_ops']) or 'none'}; "
-        f"overflow nodes kept FP32: {len(metrics['overflow_nodes'])}",
+        "\n".join(
+            [
+                f"{head}; FP32 ops: {', '.join(metrics['fp32_ops']) or 'none'}; "
+                f"overflow nodes kept FP32: {len(metrics['overflow_nodes'])}",
+                *fidelity_lines(metrics),
+            ]
+        ),
     )
+    fail_on_gates(result)

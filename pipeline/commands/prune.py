@@ -9,6 +9,7 @@ import click
 
 from trtforge.pipeline.commands._common import console, emit, fail_on_gates, model_payload, progress_bar
 from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
+from trtforge.pipeline.stages._fidelity import fidelity_lines
 from trtforge.pipeline.stages.prune import PruneConfig
 
 #: help and flag names of the prune stage's config fields (the options are generated in _options.py)
@@ -43,6 +44,11 @@ FLAGS: dict[str, Flag] = {
         "post-run check): NAME:1x3x640x640, the syntax of build --shapes.",
         metavar="NAME:SHAPE",
     ),
+    "accuracy_budget": Flag(
+        "Fidelity floor against MODEL on the validation (else calibration) data, e.g. cosine:0.999, "
+        "top1:1%, iou:0.9; default cosine:0.99,top1:2%,iou:0.95; 'none' measures without failing.",
+        metavar="SPEC",
+    ),
     "state": Flag(
         "Streaming model: state input IN fed by output OUT of the previous step (the data files "
         "are the steps of a sequence; a file holding IN starts from it).",
@@ -59,9 +65,18 @@ FLAGS: dict[str, Flag] = {
 @data_option(
     "--calibration-data", "Inputs for activation importance and the parity report.", name="calibration"
 )
+@data_option(
+    "--validation-data",
+    "Inputs the pruned model is checked on against MODEL (fidelity); default: --calibration-data.",
+)
 @stage_options("prune", PruneConfig, FLAGS)
 def command(
-    model: Path, output: Path, plan_out: Path | None, calibration: Path | None, config: PruneConfig
+    model: Path,
+    output: Path,
+    plan_out: Path | None,
+    calibration: Path | None,
+    validation_data: Path | None,
+    config: PruneConfig,
 ) -> None:
     """Remove channels from MODEL and write OUTPUT (MODEL itself is never changed).
 
@@ -71,7 +86,10 @@ def command(
     does not understand blocks the groups it touches (listed). Dead channels
     are always removed first, losslessly.
 
-    Exit codes: 0 ok, 1 lossless parity failed, 2 bad input (or nothing prunable).
+    The pruned model is checked against MODEL on the validation (else calibration) data: below
+    --accuracy-budget (default cosine 0.99, argmax agreement 0.98) nothing is written, exit 1.
+
+    Exit codes: 0 ok, 1 fidelity or lossless parity failed, 2 bad input (or nothing prunable).
     """
     from trtforge.pipeline.api import run_stage
     from trtforge.pipeline.stage import DataPaths
@@ -82,7 +100,7 @@ def command(
             config,
             model,
             output,
-            data=DataPaths(calibration=calibration),
+            data=DataPaths(calibration=calibration, validation=validation_data),
             extra_outputs={"plan.json": plan_out} if plan_out else None,
             progress=progress,
         )
@@ -95,7 +113,7 @@ def _print_summary(p: dict[str, Any]) -> None:
     from rich.table import Table
 
     out = console()
-    table = Table(title=f"Channel groups ({p['output']})")
+    table = Table(title=f"Channel groups ({p['output'] or 'not written: a gate failed'})")
     for column in ("group", "layers", "channels", "removed", "dead", "status"):
         table.add_column(column)
     for g in p["groups"]:
@@ -121,10 +139,9 @@ def _print_summary(p: dict[str, Any]) -> None:
             f"Latency (batch 1, 1 thread): {p['latency_ms']['before']} -> {p['latency_ms']['after']} ms"
         )
     par = p["parity"]
-    out.print(
-        f"Parity vs input ({par['source']} inputs): max abs diff {par['max_abs_diff']:.3g}, "
-        f"top-1 agreement {par['top1_agreement']}"
-    )
+    out.print(f"Parity vs input ({par['source']} inputs): max abs diff {par['max_abs_diff']:.3g}")
+    for line in fidelity_lines(p):
+        out.print(line)
     if "recovery" in p:
         r = p["recovery"]
         out.print(

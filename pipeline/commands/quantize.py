@@ -9,6 +9,7 @@ import click
 
 from trtforge.pipeline.commands._common import console, emit, fail_on_gates, gates_table, progress_bar
 from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
+from trtforge.pipeline.stages._fidelity import fidelity_lines
 from trtforge.pipeline.stages.quantize import QuantizeConfig
 
 #: help and flag names of the quantize stage's config fields (the options are generated in _options.py)
@@ -27,7 +28,11 @@ FLAGS: dict[str, Flag] = {
     ),
     "num_samples": Flag("Calibration samples (default: all; more than the data holds: error)."),
     "batch_size": Flag("Samples per calibration run."),
-    "accuracy_budget": Flag("e.g. top1:0.5%, cosine:0.999, maxabs@OUTPUT:0.05 (comma-separated)."),
+    "accuracy_budget": Flag(
+        "e.g. top1:0.5%, cosine:0.999, iou:0.9, maxabs@OUTPUT:0.05 (comma-separated); layers are kept "
+        "in float until it holds. Default: the fidelity floor cosine:0.99,top1:2%,iou:0.95; 'none' "
+        "measures without failing."
+    ),
     "validation": Flag(
         "Data (with 'labels' for top1) for the accuracy budget.", decls=("--validation-data",)
     ),
@@ -66,6 +71,9 @@ FLAGS: dict[str, Flag] = {
 def command(model: Path, output: Path, cache_dir: Path | None, config: QuantizeConfig) -> None:
     """Quantize MODEL to explicit INT8 Q/DQ for --target (or FP16 with --precision fp16).
 
+    The result is checked against MODEL on the validation (else calibration) data; below the
+    accuracy budget (default: the fidelity floor) nothing is written.
+
     Exit codes: 0 done, 1 the accuracy budget could not be kept, 2 bad input.
     """
     from trtforge.pipeline.api import run_stage
@@ -77,7 +85,8 @@ def command(model: Path, output: Path, cache_dir: Path | None, config: QuantizeC
     }
     with progress_bar() as progress:
         result = run_stage("quantize", config, model, output, extra_outputs=extras, progress=progress)
-    metrics = {**dict(result.metrics), "output": str(output)}
+    written = all(result.gates)
+    metrics = {**dict(result.metrics), "output": str(output) if written else None}
     emit({**metrics, "gates": gates_table(result)}, lambda: _print(metrics))
     fail_on_gates(result)
 
@@ -86,10 +95,16 @@ def _print(m: dict[str, Any]) -> None:
     con = console()
     if m.get("precision") == "fp16":
         con.print(
-            f"FP16 model written to {m['output']}; FP32 ops: {', '.join(m.get('fp32_ops', [])) or 'none'}"
+            f"FP16 model -> {m['output'] or 'not written (a gate failed)'}; "
+            f"FP32 ops: {', '.join(m.get('fp32_ops', [])) or 'none'}"
         )
+        for line in fidelity_lines(m):
+            con.print(line)
         return
-    con.print(f"INT8 ({m['target']}, {m['method']}, {m['samples']} calibration samples) -> {m['output']}")
+    con.print(
+        f"INT8 ({m['target']}, {m['method']}, {m['samples']} calibration samples) -> "
+        f"{m['output'] or 'not written (a gate failed)'}"
+    )
     for note in m.get("notes", []):
         con.print(f"[yellow]note:[/] {note}")
     if m.get("accuracy"):
@@ -103,3 +118,5 @@ def _print(m: dict[str, Any]) -> None:
             f"{m['latency_ratio_int8_vs_fp32']:.3f}"
         )
     con.print(f"size: {m['size_fp32_bytes']} -> {m['size_int8_bytes']} bytes")
+    for line in fidelity_lines(m):
+        con.print(line)

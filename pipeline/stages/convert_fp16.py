@@ -31,8 +31,14 @@ class Fp16Config:
     shapes: tuple[str, ...] = ()
     #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
     state: tuple[str, ...] = ()
+    #: fidelity floor against the FP32 model on the validation (else calibration) data; None: the
+    #: default floor (pipeline.validation.fidelity.DEFAULT_BUDGET), "none": measure without a gate
+    accuracy_budget: str | None = None
 
     def __post_init__(self) -> None:
+        from trtforge.pipeline.validation.fidelity import budget_terms
+
+        budget_terms(self.accuracy_budget)  # a bad term is a config error now, not after converting
         if not 0.0 < self.overflow_margin <= 1.0:
             raise ValueError(f"overflow_margin must be in (0, 1], got {self.overflow_margin}")
         if self.batch_size < 1:
@@ -84,4 +90,18 @@ def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageRes
         "size_fp32_bytes": artifact.path.stat().st_size,
         "size_fp16_bytes": out.path.stat().st_size,
     }
-    return StageResult(out, metrics, modified=True)
+    from trtforge.pipeline.stages._fidelity import check_fidelity
+
+    data_sets = (("validation", ctx.data.validation), ("calibration", cfg.calibration))
+    fidelity, gates = check_fidelity(
+        "convert_fp16",
+        artifact.path,
+        out.path,
+        artifact.iospec.input_specs(),
+        data_sets,
+        cfg.accuracy_budget,
+        state=cfg.state,
+        batch_size=cfg.batch_size,
+    )
+    metrics.update(fidelity)
+    return StageResult(out, metrics, modified=True, gates=gates)

@@ -67,8 +67,17 @@ class PruneConfig:
     shapes: tuple[str, ...] = ()
     #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
     state: tuple[str, ...] = ()
+    #: fidelity floor against the unpruned model on the validation (else calibration/training)
+    #: data; None: the default floor (pipeline.validation.fidelity.DEFAULT_BUDGET), "none": measure only
+    accuracy_budget: str | None = None
 
     def __post_init__(self) -> None:
+        from trtforge.pipeline.validation.fidelity import budget_terms
+
+        try:
+            budget_terms(self.accuracy_budget)
+        except Exception as exc:  # the budget grammar raises CalibrationError (exit 2) with the fix
+            raise ConfigError(f"prune.accuracy_budget: {exc}") from exc
         if not 0.0 <= self.ratio < 1.0:
             raise ConfigError(f"prune.ratio must be in [0, 1), got {self.ratio}; e.g. ratio = 0.5")
         if not 0.0 < self.max_ratio_per_layer < 1.0:
@@ -255,9 +264,23 @@ class PruneStage(Stage[PruneConfig]):
             "top1_agreement": agreement,
             "source": "random" if source == "random" else "data",
         }
+        from trtforge.pipeline.stages._fidelity import check_fidelity
+
+        sets = tuple((name, data[name]) for name in ("validation", "calibration", "train_data"))
+        fidelity, gates = check_fidelity(
+            "prune",
+            before,
+            after,
+            specs,
+            sets,
+            cfg.accuracy_budget,
+            state=cfg.state,
+            batch_size=cfg.batch_size,
+        )
+        metrics.update(fidelity)
         if not cfg.lossless:
-            return ()
-        return (result.gate("prune_lossless_parity", " of the unpruned model"),)
+            return gates
+        return (result.gate("prune_lossless_parity", " of the unpruned model"), *gates)
 
 
 def _request(cfg: PruneConfig) -> Any:

@@ -66,10 +66,14 @@ class QuantizeConfig:
             raise ValueError("num_samples must be >= 1")
         if self.mixed_range_ratio <= 1.0:
             raise ValueError("mixed_range_ratio must be > 1")
-        if self.accuracy_budget:
-            from trtforge.calibration.budget import parse_budget
+        from trtforge.pipeline.validation.fidelity import budget_terms
 
-            parse_budget(self.accuracy_budget)
+        budget_terms(self.accuracy_budget)  # None: the default floor; "none": measured, not gated
+
+    @property
+    def explicit_budget(self) -> bool:
+        """Whether the user set a budget of their own (not the default floor, not "none")."""
+        return bool(self.accuracy_budget) and str(self.accuracy_budget).strip().lower() != "none"
 
 
 @register_stage("quantize")
@@ -86,7 +90,7 @@ class QuantizeStage(Stage[QuantizeConfig]):
                 "quantize: no calibration data; pass --calibration-data or set calibration_data in "
                 "[pipeline] (.npy/.npz/dir, image dir with [quantize.preprocess], or module:function)"
             )
-        if self.config.accuracy_budget and self._validation(ctx) is None:
+        if self.config.explicit_budget and self._validation(ctx) is None:
             raise InputError("quantize: an accuracy budget needs validation data; pass --validation-data")
 
     def _calibration(self, ctx: StageContext) -> str | None:
@@ -109,6 +113,7 @@ class QuantizeStage(Stage[QuantizeConfig]):
                     batch_size=self.config.batch_size,
                     shapes=self.config.shapes,
                     state=self.config.state,
+                    accuracy_budget=self.config.accuracy_budget,
                 )
                 return run_fp16(artifact, ctx, cfg)
             return run_int8(artifact, ctx, self._calibration(ctx) or "", self._validation(ctx), self.config)
@@ -185,6 +190,23 @@ def run_int8(
     else:
         qmodel = cal.build()
     metrics.update(_write_outputs(cal, qmodel, ctx.out_dir, cfg))
+    if validation is None:
+        from trtforge.pipeline.contracts import is_array_data
+        from trtforge.pipeline.stages._fidelity import check_fidelity
+
+        # no validation data: the calibration data (the ranges were fit on it: a weaker check, said so)
+        sets = (("calibration", calib if is_array_data(calib) else None), ("validation", None))
+        fidelity, gates = check_fidelity(
+            "quantize",
+            artifact.path,
+            ctx.out_dir / "model.onnx",
+            specs,
+            sets,
+            cfg.accuracy_budget,
+            state=cfg.state,
+            batch_size=cfg.batch_size,
+        )
+        metrics.update(fidelity)
     metrics.update(_size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg, calib))
     out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
     return StageResult(out, metrics, modified=True, gates=gates)
@@ -207,7 +229,14 @@ def _with_validation(
     n = len(next(iter(reference.values())))
     labels = load_extra(validation, "labels")
     labels = labels[:n] if labels is not None and len(labels) >= n else None
-    terms = parse_budget(cfg.accuracy_budget or "cosine:0.0")  # no budget: a check that always holds
+    # the user's budget drives the fallback search and is the gate; without one the search aims at
+    # the default floor's cosine and the gate is the default fidelity floor ("none": no search, no gate)
+    search = (
+        str(cfg.accuracy_budget)
+        if cfg.explicit_budget
+        else ("cosine:0.0" if cfg.accuracy_budget else "cosine:0.99")
+    )
+    terms = parse_budget(search)
     fit = fit_budget(
         cal,
         terms,
@@ -236,7 +265,14 @@ def _with_validation(
             "fp32_top1": top1(reference[first], labels),
             "int8_top1": top1(out[first], labels),
         }
-    gates = (gate_from_fit(fit),) if cfg.accuracy_budget else ()
+    from trtforge.pipeline.validation.fidelity import measure
+
+    report = measure([(reference, out)], None if cfg.accuracy_budget is None else "none", "validation")
+    metrics["fidelity"] = report.to_dict()
+    if cfg.explicit_budget:
+        gates: tuple[Gate, ...] = (gate_from_fit(fit),)
+    else:
+        gates = (report.gate("quantize_fidelity"),) if cfg.accuracy_budget is None else ()
     return fit.model, metrics, gates
 
 

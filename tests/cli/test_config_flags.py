@@ -84,6 +84,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "latency_runs": 0,
             "shapes": ["x:1x3x64x64"],
             "state": ["h:hn", "c:cn"],
+            "accuracy_budget": "cosine:0.95,top1:5%",
         }
     ],
     "quantize": [
@@ -128,6 +129,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "overflow_margin": 0.25,
             "shapes": ["x:1x3x32x32"],
             "state": ["state:stateN"],
+            "accuracy_budget": "none",
         }
     ],
     "build": [
