@@ -9,6 +9,7 @@ import click
 
 from trtforge.pipeline.commands._common import console, emit, fail_on_gates, model_payload, progress_bar
 from trtforge.pipeline.commands._options import Flag, data_option, model_and_output, stage_options
+from trtforge.pipeline.stages._latency import latency_lines
 from trtforge.pipeline.stages.fuse import FuseConfig
 
 #: help and flag names of the fuse stage's config fields (the options are generated in _options.py)
@@ -25,6 +26,10 @@ FLAGS: dict[str, Flag] = {
     "rtol": Flag("Parity gate, relative tolerance (see --atol)."),
     "parity_batches": Flag("Batches of inputs the parity check runs."),
     "seed": Flag("Seed of the random parity inputs."),
+    "max_latency_ratio": Flag(
+        "Largest fused/input latency ratio accepted (ONNX Runtime CPU, 1 thread, real shapes); a "
+        "slower result is not written (exit 1). E.g. 1.2 accepts 20% slower; 1.0 (default) none."
+    ),
     "shapes": Flag(
         "Size of a dynamic input where no data gives it (random parity inputs, the post-run check): "
         "NAME:1x3x640x640, the syntax of build --shapes.",
@@ -55,7 +60,10 @@ def command(model: Path, output: Path, validation_data: Path | None, config: Fus
     into Conv/ConvTranspose/Gemm, then onnxslim. Prints nodes per op type before
     and after, and the parity against MODEL on ONNX Runtime CPU.
 
-    Exit codes: 0 ok, 1 parity gate failed (|fused - input| > atol + rtol * |input|), 2 bad input.
+    The fused model is timed against MODEL (interleaved, on the data's shapes); a slower one is
+    not written.
+
+    Exit codes: 0 ok, 1 parity or latency gate failed (nothing written), 2 bad input.
     """
     from trtforge.pipeline.api import run_stage
     from trtforge.pipeline.stage import DataPaths
@@ -96,10 +104,14 @@ def _print_summary(payload: dict[str, Any]) -> None:
     for guard in payload.get("guards", []):
         out.print(f"Guard ({guard['pass']}): {guard['reason']}")
     parity = payload["parity"]
-    status = "ok" if all(g["passed"] for g in payload["gates"]) else "FAILED"
+    status = "ok" if parity.get("passed", True) else "FAILED"
     out.print(
         f"Parity ({parity['source']} inputs, {parity['batches']} batches): max abs err "
         f"{parity['max_abs_err']:.3g}, max rel err {parity['max_rel_err']:.3g} -> {status}"
     )
+    for line in latency_lines(payload):
+        out.print(line)
+    if payload["output"] is None:
+        out.print("Not written: a gate failed.")
     if not payload["modified"]:
         out.print("Nothing changed: no pass found anything to rewrite.")

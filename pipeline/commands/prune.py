@@ -38,7 +38,11 @@ FLAGS: dict[str, Flag] = {
     "batch_size": Flag("Batch size for data passes."),
     "stat_batches": Flag("Calibration batches for activation importance and the parity report."),
     "lossless_atol": Flag("Parity tolerance of the lossless (dead-channel) check."),
-    "latency_runs": Flag("Timed runs per model of the before/after latency (0: skip it)."),
+    "latency_runs": Flag("Timed runs per model of the before/after latency (0: skip it and its gate)."),
+    "max_latency_ratio": Flag(
+        "Largest pruned/input latency ratio accepted (ONNX Runtime CPU, 1 thread, real shapes); a "
+        "slower result is not written (exit 1)."
+    ),
     "shapes": Flag(
         "Size of a dynamic input where no data gives it (random parity and latency inputs, the "
         "post-run check): NAME:1x3x640x640, the syntax of build --shapes.",

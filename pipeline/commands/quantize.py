@@ -10,6 +10,7 @@ import click
 from trtforge.pipeline.commands._common import console, emit, fail_on_gates, gates_table, progress_bar
 from trtforge.pipeline.commands._options import Flag, model_and_output, stage_options
 from trtforge.pipeline.stages._fidelity import fidelity_lines
+from trtforge.pipeline.stages._latency import latency_lines
 from trtforge.pipeline.stages.quantize import QuantizeConfig
 
 #: help and flag names of the quantize stage's config fields (the options are generated in _options.py)
@@ -28,6 +29,10 @@ FLAGS: dict[str, Flag] = {
     ),
     "num_samples": Flag("Calibration samples (default: all; more than the data holds: error)."),
     "batch_size": Flag("Samples per calibration run."),
+    "max_latency_ratio": Flag(
+        "--target onnxruntime-cpu: largest INT8/FP32 latency ratio accepted (1 thread, a batch of the "
+        "calibration data); a slower result is not written (exit 1)."
+    ),
     "accuracy_budget": Flag(
         "e.g. top1:0.5%, cosine:0.999, iou:0.9, maxabs@OUTPUT:0.05 (comma-separated); layers are kept "
         "in float until it holds. Default: the fidelity floor cosine:0.99,top1:2%,iou:0.95; 'none' "
@@ -118,5 +123,5 @@ def _print(m: dict[str, Any]) -> None:
             f"{m['latency_ratio_int8_vs_fp32']:.3f}"
         )
     con.print(f"size: {m['size_fp32_bytes']} -> {m['size_int8_bytes']} bytes")
-    for line in fidelity_lines(m):
+    for line in [*fidelity_lines(m), *latency_lines(m)]:
         con.print(line)

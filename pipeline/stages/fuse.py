@@ -24,7 +24,7 @@ from trtforge.pipeline.errors import ConfigError, InputError, first_line
 from trtforge.pipeline.graph.options import FusionOptions
 from trtforge.pipeline.onnx_io import load_onnx, save_onnx
 from trtforge.pipeline.registry import register_stage
-from trtforge.pipeline.stage import Stage, StageContext, StageResult
+from trtforge.pipeline.stage import Gate, Stage, StageContext, StageResult
 from trtforge.pipeline.validation.rule import ParityCheck
 from trtforge.pipeline.validation.selfcheck import SelfCheckResult, compare_runners
 
@@ -49,8 +49,12 @@ class FuseConfig(FusionOptions):
     shapes: tuple[str, ...] = ()
     #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
     state: tuple[str, ...] = ()
+    #: largest latency ratio fused/input accepted (ONNX Runtime CPU, real shapes; see stages/_latency.py)
+    max_latency_ratio: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.max_latency_ratio > 0:
+            raise ConfigError(f"fuse.max_latency_ratio must be > 0, got {self.max_latency_ratio}")
         if not self.atol >= 0:
             raise ConfigError(f"fuse.atol must be >= 0, got {self.atol}; e.g. atol = 1e-4")
         if not self.rtol >= 0:
@@ -116,10 +120,20 @@ class FuseStage(Stage[FuseConfig]):
             "guards": guards,  # what a pass left out on this model (subgraphs, a breaking onnxslim), and why
             "parity": parity.to_dict(),
         }
+        gates: tuple[Gate, ...] = (gate,)
+        if result.modified and parity.passed:
+            from trtforge.pipeline.stages._latency import check_latency, latency_feed
+
+            feed, where, why = latency_feed(cfg, ctx, specs, f"fuse: {artifact.path}")
+            latency, timed = check_latency(
+                "fuse", artifact.path, out, feed, cfg.max_latency_ratio, shapes_from=where, why_not=why
+            )
+            metrics.update(latency)
+            gates += timed
         spec = IOSpec.from_onnx(fused)
         iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
         new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
-        return StageResult(new, metrics, result.modified, (gate,))
+        return StageResult(new, metrics, result.modified, gates)
 
     def _fuse_and_check(
         self, model: Any, cfg: FuseConfig, artifact: Artifact, specs: Sequence[TensorSpec], ctx: StageContext

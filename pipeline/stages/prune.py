@@ -63,6 +63,8 @@ class PruneConfig:
     stat_batches: int = 8  # calibration batches for activation importance and the parity report
     lossless_atol: float = 1e-5
     latency_runs: int = 20
+    #: largest latency ratio pruned/input accepted (ONNX Runtime CPU, real shapes; stages/_latency.py)
+    max_latency_ratio: float = 1.0
     #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
     shapes: tuple[str, ...] = ()
     #: ``IN:OUT``: state input fed by the previous step's output (streaming models; files are steps)
@@ -78,6 +80,8 @@ class PruneConfig:
             budget_terms(self.accuracy_budget)
         except Exception as exc:  # the budget grammar raises CalibrationError (exit 2) with the fix
             raise ConfigError(f"prune.accuracy_budget: {exc}") from exc
+        if not self.max_latency_ratio > 0:
+            raise ConfigError(f"prune.max_latency_ratio must be > 0, got {self.max_latency_ratio}")
         if not 0.0 <= self.ratio < 1.0:
             raise ConfigError(f"prune.ratio must be in [0, 1), got {self.ratio}; e.g. ratio = 0.5")
         if not 0.0 < self.max_ratio_per_layer < 1.0:
@@ -183,11 +187,32 @@ class PruneStage(Stage[PruneConfig]):
         shapes = None if sample is None else {k: list(v.shape) for k, v in sample.items()}
         metrics.update(_size_metrics(model, pruned, artifact.path, out, macs, shapes))
         gates = self._report_parity(artifact.path, out, specs, ctx, metrics)
-        if cfg.latency_runs:
-            feed = sample if sample is not None else inputs.feed(specs, f"prune: {artifact.path}")
-            metrics["latency_ms"] = _latency(artifact.path, out, cfg.latency_runs, feed)
-        ctx.progress("prune", 4, 4)
         modified = plan.removed_units > 0 or masks is not None or cfg.recover
+        if cfg.latency_runs:
+            from trtforge.pipeline.stages._latency import check_latency, latency_feed
+
+            feed, where, why = latency_feed(cfg, ctx, specs, f"prune: {artifact.path}")
+            bound = cfg.max_latency_ratio if modified else None
+            latency, timed = check_latency(
+                "prune",
+                artifact.path,
+                out,
+                feed,
+                bound,
+                shapes_from=where,
+                why_not=why,
+                iters=cfg.latency_runs,
+            )
+            metrics.update(latency)
+            gates += timed
+            rec = latency["latency_gate"]
+            if "before_ms" in rec:
+                metrics["latency_ms"] = {
+                    "before": rec["before_ms"],
+                    "after": rec["after_ms"],
+                    "after_vs_before": rec["ratio"],
+                }
+        ctx.progress("prune", 4, 4)
         spec = IOSpec.from_onnx(pruned)
         iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
         new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
@@ -323,19 +348,6 @@ def _parity(
 
     result = compare_runners(a, b, feeds, check, source, on_error=cannot_run, on_batch=count_agreement)
     return result, counts[0] / counts[1] if counts[1] else None
-
-
-def _latency(before: Path, after: Path, runs: int, feed: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Median latency (ms) of both models on ``feed`` (one sample of the data, else random inputs of
-    known sizes) on one thread, timed interleaved."""
-    from trtforge.pipeline.validation.throughput import measure_latency
-
-    first, second = measure_latency([before, after], [feed, feed], batch=1, threads=1, warmup=1, iters=runs)
-    return {
-        "before": round(first.latency.p50_ms, 4),
-        "after": round(second.latency.p50_ms, 4),
-        "after_vs_before": round(second.paired_ratio, 4),
-    }
 
 
 def _size_metrics(

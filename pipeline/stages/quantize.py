@@ -51,6 +51,8 @@ class QuantizeConfig:
     threads: int | None = None
     reduce_range: bool = False
     measure_latency: bool = True
+    #: largest latency ratio INT8/FP32 accepted for the onnxruntime-cpu target (stages/_latency.py)
+    max_latency_ratio: float = 1.0
     plot: bool = True
     #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
     shapes: tuple[str, ...] = ()
@@ -64,6 +66,8 @@ class QuantizeConfig:
             raise ValueError("batch_size and validation_samples must be >= 1")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError("num_samples must be >= 1")
+        if not self.max_latency_ratio > 0:
+            raise ValueError(f"max_latency_ratio must be > 0, got {self.max_latency_ratio}")
         if self.mixed_range_ratio <= 1.0:
             raise ValueError("mixed_range_ratio must be > 1")
         from trtforge.pipeline.validation.fidelity import budget_terms
@@ -207,9 +211,10 @@ def run_int8(
             batch_size=cfg.batch_size,
         )
         metrics.update(fidelity)
-    metrics.update(_size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg, calib))
+    sizes, timed = _size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg, calib)
+    metrics.update(sizes)
     out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
-    return StageResult(out, metrics, modified=True, gates=gates)
+    return StageResult(out, metrics, modified=True, gates=(*gates, *timed))
 
 
 def _with_validation(
@@ -304,23 +309,35 @@ def _write_outputs(cal: Any, qmodel: Any, out_dir: Path, cfg: QuantizeConfig) ->
 
 def _size_and_latency(
     fp32: Path, int8: Path, cfg: QuantizeConfig, calib: str | None = None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple[Gate, ...]]:
+    """Sizes, and the latency of the result against the input timed interleaved on a batch of the
+    calibration data (else inputs of the sizes the model and --shapes fix); gated for the
+    onnxruntime-cpu target, the one this machine runs (a TensorRT-target Q/DQ model is slower on
+    ONNX Runtime CPU by design: its speed is TensorRT's)."""
     out: dict[str, Any] = {"size_fp32_bytes": fp32.stat().st_size, "size_int8_bytes": int8.stat().st_size}
-    if cfg.measure_latency:
-        from trtforge.calibration.data import FeedLayout
-        from trtforge.pipeline.artifact import IOSpec
-        from trtforge.pipeline.contracts import SmokeInputs, is_array_data
-        from trtforge.pipeline.onnx_io import load_onnx
-        from trtforge.pipeline.validation.feeds import explicit_shapes
-        from trtforge.pipeline.validation.throughput import measure_latency
+    if not cfg.measure_latency:
+        return out, ()
+    from trtforge.pipeline.artifact import IOSpec
+    from trtforge.pipeline.contracts import SmokeInputs, is_array_data
+    from trtforge.pipeline.onnx_io import load_onnx
+    from trtforge.pipeline.stages._latency import check_latency
+    from trtforge.pipeline.validation.feeds import UnknownShapeError, explicit_shapes
 
-        # a batch of the calibration data (its real shapes), else random inputs of known sizes
-        data = Path(calib) if calib and is_array_data(calib) else None
-        inputs = SmokeInputs(data, explicit_shapes(cfg.shapes), cfg.state)
-        specs = IOSpec.from_onnx(load_onnx(fp32, load_external=False)).inputs
-        feed = inputs.feed(specs, f"quantize: {fp32}", batch=cfg.batch_size)
-        batch = FeedLayout.of(specs).samples(feed, str(fp32))  # the data may hold fewer samples
-        _, t = measure_latency([fp32, int8], [feed, feed], batch=batch, threads=1, warmup=3, iters=20)
-        out["latency_ratio_int8_vs_fp32"] = t.paired_ratio
-        out["latency_batch"] = batch
-    return out
+    data = Path(calib) if calib and is_array_data(calib) else None
+    inputs = SmokeInputs(data, explicit_shapes(cfg.shapes), cfg.state)
+    specs = IOSpec.from_onnx(load_onnx(fp32, load_external=False)).inputs
+    try:
+        feed: dict[str, Any] | None = inputs.feed(specs, f"quantize: {fp32}", batch=cfg.batch_size)
+        where, why = (f"a batch of {data.name}" if data else "the model's fixed sizes, random values"), ""
+    except UnknownShapeError as exc:
+        feed, where, why = None, "", str(exc)
+    bound = cfg.max_latency_ratio if cfg.target == "onnxruntime-cpu" else None
+    latency, gates = check_latency(
+        "quantize", fp32, int8, feed, bound, shapes_from=where, why_not=why, iters=20
+    )
+    out.update(latency)
+    rec = latency["latency_gate"]
+    if "ratio" in rec:
+        out["latency_ratio_int8_vs_fp32"] = rec["ratio"]
+        out["latency_batch"] = rec["batch"]
+    return out, gates

@@ -9,8 +9,9 @@ Metrics (accumulated batch by batch, so any data set runs in bounded memory):
 * ``cosine``: mean over samples of the cosine similarity of each sample's flattened output
   (two all-zero samples count as 1); always;
 * ``rel_l2``: ``||cand - ref|| / ||ref||`` over the whole output; always (reported);
-* ``agreement``: where an output looks like class scores (float ``[batch, classes >= 2]``), the
-  fraction of samples whose argmax is the same; for integer outputs (predicted labels), the
+* ``agreement``: where an output looks like class scores (float ``[batch, classes >= 2]`` holding
+  probabilities, or logits not named like boxes, landmarks or embeddings: :func:`output_kind`),
+  the fraction of samples whose argmax is the same; for integer outputs (predicted labels), the
   fraction of equal elements (cosine is reported but not gated on them);
 * ``iou``: where an output is a dense probability map (float, rank >= 3, every reference value in
   [0, 1]), the IoU of the pixels above 0.5 in the reference and in the candidate, the map
@@ -25,6 +26,7 @@ map IoU >= 0.95 on probability maps. ``none`` measures and reports without gatin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,16 +54,30 @@ def budget_terms(spec: str | None) -> tuple[Any, ...]:
     return parse_budget(DEFAULT_BUDGET if spec is None else spec)
 
 
-def output_kind(ref: np.ndarray) -> str:
-    """``labels`` (integers: class indices, counts), ``scores`` (float [batch, classes >= 2]), ``map``
-    (float, rank >= 3, values in [0, 1]), else ``tensor``."""
+#: output names that say "regression, not class scores" (boxes, landmarks, embeddings...)
+_NOT_SCORES = re.compile(
+    r"box|landmark|coord|offset|regress|loc|point|kpt|keypoint|embed|feature|vector", re.I
+)
+
+
+def output_kind(ref: np.ndarray, name: str = "") -> str:
+    """What an output looks like, to choose its metrics: ``labels`` (integers: class indices),
+    ``scores`` (float [batch, classes >= 2]: probabilities, or logits whose name does not say
+    boxes, landmarks, embeddings...), ``map`` (float, rank >= 3, values in [0, 1]), else ``tensor``.
+    L2-normalised rows with negative entries are embeddings, not scores."""
     if ref.dtype.kind in "biu":
         return "labels"
     if ref.dtype.kind != "f" or ref.size == 0:
         return "tensor"
+    finite = bool(np.all(np.isfinite(ref)))
     if ref.ndim == 2 and ref.shape[1] >= 2:
-        return "scores"
-    if ref.ndim >= 3 and bool(np.all(np.isfinite(ref))) and ref.min() >= 0.0 and ref.max() <= 1.0:
+        rows = ref.astype(np.float64)
+        probabilities = finite and rows.min() >= 0 and bool(np.allclose(rows.sum(1), 1.0, atol=1e-3))
+        if probabilities:
+            return "scores"
+        unit = finite and rows.min() < 0 and bool(np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-3))
+        return "tensor" if unit or _NOT_SCORES.search(name) else "scores"
+    if ref.ndim >= 3 and finite and ref.min() >= 0.0 and ref.max() <= 1.0:
         return "map"
     return "tensor"
 
@@ -233,8 +249,8 @@ class FidelityAccumulator:
                 )
             sums = self._sums.get(name)
             if sums is None:
-                sums = self._sums[name] = _Sums(output_kind(r))
-            elif sums.kind == "map" and output_kind(r) != "map":
+                sums = self._sums[name] = _Sums(output_kind(r, name))
+            elif sums.kind == "map" and output_kind(r, name) != "map":
                 sums.kind = "tensor"  # a later batch left [0, 1]: not a probability map after all
             sums.update(r, np.asarray(c))
 

@@ -103,6 +103,7 @@ class ModelTiming:
     p50_ratio: float = 1.0  # p50 / first model's p50
     paired_ratio: float = 1.0  # median over iterations of (this run / first model's run in that iteration)
     device: LatencyStats | None = None
+    paired_low: float = 1.0  # 25th percentile of those per-iteration ratios (slower in 3 of 4 runs: > 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +112,7 @@ class ModelTiming:
             **self.latency.to_dict(),
             "p50_ratio": self.p50_ratio,
             "paired_ratio": self.paired_ratio,
+            "paired_low": self.paired_low,
             "device": self.device.to_dict() if self.device else None,
         }
 
@@ -337,9 +339,10 @@ def _summarise(
         col = seconds[:, m]
         stats = LatencyStats.from_seconds(col, batch)
         p50_ratio = float(np.median(col)) / base_p50 if base_p50 > 0 else float("nan")
-        paired = float(np.median(col / np.maximum(base, 1e-12)))
+        ratios = col / np.maximum(base, 1e-12)
+        paired, low = float(np.median(ratios)), float(np.percentile(ratios, 25))
         dev = LatencyStats.from_seconds(device[m], batch) if device[m] else None
-        out.append(ModelTiming(name, batch, stats, p50_ratio, paired, dev))
+        out.append(ModelTiming(name, batch, stats, p50_ratio, paired, dev, low))
     return out
 
 

@@ -333,8 +333,9 @@ def test_a_bias_shared_by_convs_is_copied_under_names_no_tensor_has(tmp_path, cl
     onnx.save(model, str(src))
     np.save(calib, RNG.normal(size=(16, 3, 8, 8)).astype(np.float32))
     code, stdout, stderr = cli(
-        "quantize", src, "-o", out, "--calibration-data", calib, "--target", "onnxruntime-cpu", "--json"
-    )
+        "quantize", src, "-o", out, "--calibration-data", calib, "--target", "onnxruntime-cpu", "--json",
+        "--max-latency-ratio", "100",  # INT8 of three tiny convs is slower than FP32: not the point here
+    )  # fmt: skip
     assert code == 0, stdout + stderr
     q = onnx.load(str(out))
     onnx.checker.check_model(q, full_check=True)

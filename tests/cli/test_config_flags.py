@@ -57,6 +57,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "rtol": 0.01,
             "parity_batches": 3,
             "seed": 7,
+            "max_latency_ratio": 1.1,
             "shapes": ["x:1x3x64x64", "mask:1x64"],
             "state": ["h:hn"],
         }
@@ -85,6 +86,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "shapes": ["x:1x3x64x64"],
             "state": ["h:hn", "c:cn"],
             "accuracy_budget": "cosine:0.95,top1:5%",
+            "max_latency_ratio": 1.25,
         }
     ],
     "quantize": [
@@ -113,6 +115,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "threads": 2,
             "reduce_range": True,
             "measure_latency": False,
+            "max_latency_ratio": 1.5,
             "plot": False,
             "shapes": ["x:1x3x640x640"],
             "state": ["state:stateN"],

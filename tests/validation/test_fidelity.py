@@ -17,6 +17,13 @@ def test_output_kinds() -> None:
     assert output_kind(RNG.normal(size=(2, 3, 8, 8)).astype(np.float32)) == "tensor"  # leaves [0, 1]
     assert output_kind(RNG.normal(size=(4, 1)).astype(np.float32)) == "tensor"  # one column: no argmax
     assert output_kind(np.arange(4, dtype=np.int64)) == "labels"
+    # regressions are no class scores: by name, and embeddings by their unit rows
+    assert output_kind(RNG.normal(size=(4, 4)).astype(np.float32), "boxes") == "tensor"
+    assert output_kind(RNG.normal(size=(4, 10)).astype(np.float32), "landmarks") == "tensor"
+    rows = RNG.normal(size=(4, 256))
+    assert output_kind((rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)) == "tensor"
+    probs = RNG.random((4, 2))
+    assert output_kind((probs / probs.sum(1, keepdims=True)).astype(np.float32), "prob_boxes") == "scores"
 
 
 def test_streaming_over_batches_equals_one_pass() -> None:

@@ -189,7 +189,7 @@ def test_quantize_times_int8_against_fp32_with_the_helper(
 
     fp32 = m.classifier(tmp_path / "fp32.onnx")
     int8 = m.perturbed(tmp_path / "int8.onnx", 0.1)
-    out = _size_and_latency(fp32, int8, QuantizeConfig(batch_size=4))
+    out, _ = _size_and_latency(fp32, int8, QuantizeConfig(batch_size=4))
     (call,) = latency_calls
     assert call["models"] == [fp32, int8] and call["batch"] == 4
     assert out["latency_ratio_int8_vs_fp32"] > 0 and out["latency_batch"] == 4
