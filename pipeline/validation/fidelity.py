@@ -325,19 +325,15 @@ def compare_models(
     ref, cand = OrtRunner(before, opts).load(), OrtRunner(after, opts).load()
     acc = FidelityAccumulator(budget_terms(budget), budget or DEFAULT_BUDGET, source)
     for feed in feeds:
-        try:
-            a = ref.run(feed)
-        except ort_run_errors() as exc:
-            raise InputError(
-                f"{who}: ONNX Runtime cannot run the input model on the {source} data ({first_line(exc)})"
-            ) from exc
-        try:
-            b = cand.run(feed)
-        except ort_run_errors() as exc:
-            raise InputError(
-                f"{who}: ONNX Runtime cannot run the result on the {source} data ({first_line(exc)})"
-            ) from exc
-        acc.update(a, b)
+        outs = []
+        for runner, what in ((ref, "the input model"), (cand, "the result")):
+            try:
+                outs.append(runner.run(feed))
+            except ort_run_errors() as exc:
+                raise InputError(
+                    f"{who}: ONNX Runtime cannot run {what} on the {source} data ({first_line(exc)})"
+                ) from exc
+        acc.update(outs[0], outs[1])
     if not acc.seen:
         raise InputError(
             f"{who}: the {source} data holds no samples; pass a non-empty .npy/.npz or directory"
