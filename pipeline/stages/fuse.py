@@ -90,22 +90,25 @@ class FuseStage(Stage[FuseConfig]):
         model = load_onnx(artifact.path)
         ctx.progress("fuse", 0, 2)
         specs = artifact.iospec.inputs if artifact.iospec else IOSpec.from_onnx(model).inputs
-        result, fused, parity = self._fuse_and_check(model, cfg, artifact, specs, ctx)
-        guards = list(result.guards)
-        if not parity.passed and cfg.use_onnxslim and _changed_by(result, "onnxslim"):
-            # onnxslim is a library we do not control: when its rewrites break parity, drop it, keep ours
-            retry = self._fuse_and_check(
-                model, dataclasses.replace(cfg, use_onnxslim=False), artifact, specs, ctx
-            )
-            if retry[2].passed:
-                why = (
-                    f"onnxslim changed the model's results ({parity.gate('fuse_parity', '').detail}); skipped"
-                )
-                result, fused, parity = retry
-                guards = [*result.guards, {"pass": "onnxslim", "reason": why}]
+        attempt = self._attempt(model, cfg, artifact, specs, ctx)
+        guards = list(attempt.result.guards)
+        if not attempt.passed:
+            # find the pass responsible: leave out one switch at a time (the passes that changed the
+            # model, last first: onnxslim, a library we do not control, before our own rules) and keep
+            # the first result that holds parity and latency; the switch left out is reported
+            why = attempt.failure()
+            for switch in _suspects(attempt.result, cfg):
+                trial = self._attempt(model, _without(cfg, switch), artifact, specs, ctx)
+                if trial.passed:
+                    attempt = trial
+                    name = "onnxslim" if switch == "use_onnxslim" else switch
+                    guards = [*trial.result.guards, {"pass": name, "reason": f"{why}; left out"}]
+                    break
+            else:
+                self._attempt_write(attempt, ctx)  # none helps: report the full fusion's failure
+        result, fused, parity = attempt.result, attempt.fused, attempt.parity
         out = ctx.out_dir / "model.onnx"
         ctx.progress("fuse", 2, 2)
-        gate = parity.gate("fuse_parity", " of the input model")
         before, after = op_counts(model), op_counts(fused)
         rejections = [r.to_dict() for p in result.passes for r in p.rejections]
         metrics = {
@@ -117,23 +120,35 @@ class FuseStage(Stage[FuseConfig]):
             "rewrites_by_rule": _by_pass(result.passes, "applied"),
             "rejections": rejections[:MAX_REJECTIONS],
             "rejections_total": len(rejections),
-            "guards": guards,  # what a pass left out on this model (subgraphs, a breaking onnxslim), and why
+            "guards": guards,  # what a pass left out on this model (subgraphs, a breaking rewrite), and why
             "parity": parity.to_dict(),
+            **attempt.latency,
         }
-        gates: tuple[Gate, ...] = (gate,)
+        spec = IOSpec.from_onnx(fused)
+        iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
+        new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
+        return StageResult(new, metrics, result.modified, attempt.gates)
+
+    def _attempt(
+        self, model: Any, cfg: FuseConfig, artifact: Artifact, specs: Sequence[TensorSpec], ctx: StageContext
+    ) -> _Attempt:
+        """Fuse with ``cfg`` and check parity, then (changed and exact) latency against the input."""
+        result, fused, parity = self._fuse_and_check(model, cfg, artifact, specs, ctx)
+        gates: tuple[Gate, ...] = (parity.gate("fuse_parity", " of the input model"),)
+        latency: dict[str, Any] = {}
         if result.modified and parity.passed:
             from trtforge.pipeline.stages._latency import check_latency, latency_feed
 
             feed, where, why = latency_feed(cfg, ctx, specs, f"fuse: {artifact.path}")
+            out = ctx.out_dir / "model.onnx"
             latency, timed = check_latency(
                 "fuse", artifact.path, out, feed, cfg.max_latency_ratio, shapes_from=where, why_not=why
             )
-            metrics.update(latency)
             gates += timed
-        spec = IOSpec.from_onnx(fused)
-        iospec = IOSpec(spec.inputs, spec.outputs, artifact.iospec.dim_ranges if artifact.iospec else {})
-        new = Artifact(out, ArtifactKind.ONNX, sha256_model_files(out), iospec, artifact.provenance)
-        return StageResult(new, metrics, result.modified, gates)
+        return _Attempt(result, fused, parity, gates, latency)
+
+    def _attempt_write(self, attempt: _Attempt, ctx: StageContext) -> None:
+        save_onnx(attempt.fused, ctx.out_dir / "model.onnx")
 
     def _fuse_and_check(
         self, model: Any, cfg: FuseConfig, artifact: Artifact, specs: Sequence[TensorSpec], ctx: StageContext
@@ -148,8 +163,53 @@ class FuseStage(Stage[FuseConfig]):
         return result, fused, check_parity(artifact.path, out, specs, cfg.parity_check, ctx)
 
 
-def _changed_by(result: Any, name: str) -> bool:
-    return any(p.name == name and p.modified for p in result.passes)
+@dataclass(frozen=True)
+class _Attempt:
+    """One fusion with its checks: parity, and latency where the model changed and stayed exact."""
+
+    result: Any
+    fused: Any
+    parity: SelfCheckResult
+    gates: tuple[Gate, ...]
+    latency: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(self.gates)
+
+    def failure(self) -> str:
+        """What the failed gates say, as the reason a pass is left out."""
+        what = {"fuse_parity": "changed the model's results", "fuse_latency": "made the model slower"}
+        return "; ".join(f"{what.get(g.name, g.name)} ({g.detail})" for g in self.gates if not g.passed)
+
+
+#: the switch of FusionOptions behind each pass (fusion.PASSES), for leaving one out
+_SWITCH_OF_PASS = {
+    "fold_constants": "fold_constants",
+    "remove_identity": "remove_identity",
+    "remove_dropout": "remove_identity",
+    "simplify_reshape_shape": "simplify_shapes",
+    "matmul_add_to_gemm": "matmul_add_to_gemm",
+    "fold_bn_into_conv": "fold_batchnorm",
+    "fold_bn_into_conv_transpose": "fold_batchnorm",
+    "fold_bn_into_gemm": "fold_batchnorm",
+    "onnxslim": "use_onnxslim",
+}
+
+
+def _without(cfg: FuseConfig, switch: str) -> FuseConfig:
+    off: dict[str, Any] = {switch: False}
+    return dataclasses.replace(cfg, **off)
+
+
+def _suspects(result: Any, cfg: FuseConfig) -> list[str]:
+    """The switches whose passes changed the model, the last pass first (each switch once)."""
+    out: list[str] = []
+    for p in reversed(result.passes):
+        switch = _SWITCH_OF_PASS.get(p.name)
+        if switch and p.modified and getattr(cfg, switch) and switch not in out:
+            out.append(switch)
+    return out
 
 
 def _by_pass(passes: Sequence[Any], attr: str) -> dict[str, int]:

@@ -60,25 +60,36 @@ def test_check_latency_fails_a_clearly_slower_result_and_passes_a_faster_one(tmp
     assert gates == () and record["latency_gate"] == {"measured": False, "reason": "no sizes"}
 
 
-@pytest.fixture
-def slowing_rewrite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Make fuse's passes return the slow twin of the model they were given (same outputs)."""
+def _plant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tied_to: str | None) -> None:
+    """Make fuse return the slow twin of the model (same outputs): only while the switch ``tied_to``
+    is on (a slowing rewrite of that pass), or always (``None``: no pass to blame)."""
     import trtforge.pipeline.graph.fusion as fusion
+    from trtforge.pipeline.graph.fusion import PassReport
 
     real = fusion.fuse_model
     slow = onnx.load(str(_model(tmp_path / "twin.onnx", True)))
 
     def planted(model: onnx.ModelProto, options: object) -> object:
         result = real(model, options)
-        return dataclasses.replace(result, model=slow)
+        if tied_to is not None and not getattr(options, tied_to):
+            return result
+        marker = PassReport("planted_slowdown", True, 0, 0)
+        return dataclasses.replace(result, model=slow, passes=(*result.passes, marker))
 
     monkeypatch.setattr(fusion, "fuse_model", planted)
 
 
-def test_fuse_does_not_publish_a_slower_model(tmp_path: Path, cli: Cli, slowing_rewrite: None) -> None:
-    src, out = _model(tmp_path / "m.onnx", False), tmp_path / "fused.onnx"
+def _val(tmp_path: Path) -> Path:
     val = tmp_path / "val.npz"
     np.savez(val, x=np.random.default_rng(1).standard_normal((4, WIDTH)).astype(np.float32))
+    return val
+
+
+def test_fuse_does_not_publish_a_slower_model(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plant(monkeypatch, tmp_path, tied_to=None)
+    src, out, val = _model(tmp_path / "m.onnx", False), tmp_path / "fused.onnx", _val(tmp_path)
     code, stdout, err = cli("fuse", src, "-o", out, "--validation-data", val, "--json")
     assert code == 1 and "gate failed: fuse_latency" in err and "Traceback" not in err
     assert not out.exists()
@@ -89,3 +100,16 @@ def test_fuse_does_not_publish_a_slower_model(tmp_path: Path, cli: Cli, slowing_
     code, stdout, err = cli("fuse", src, "-o", out, "--validation-data", val, "--max-latency-ratio", "1000")
     assert code == 0, err
     assert out.exists()
+
+
+def test_fuse_leaves_out_the_pass_that_slows_the_model(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plant(monkeypatch, tmp_path, tied_to="remove_identity")
+    src, out, val = _model(tmp_path / "m.onnx", False), tmp_path / "fused.onnx", _val(tmp_path)
+    code, stdout, err = cli("fuse", src, "-o", out, "--validation-data", val, "--json")
+    assert code == 0, err
+    payload = json.loads(stdout)
+    (guard,) = [g for g in payload["guards"] if g["pass"] == "remove_identity"]
+    assert "made the model slower" in guard["reason"] and "left out" in guard["reason"]
+    assert all(n.op_type != "MatMul" for n in onnx.load(str(out)).graph.node)  # the slow twin is not it
