@@ -80,7 +80,18 @@ def command(model: Path, output: Path, validation_data: Path | None, config: Fp1
                 f"{head}; FP32 ops: {', '.join(metrics['fp32_ops']) or 'none'}; "
                 f"overflow nodes kept FP32: {len(metrics['overflow_nodes'])}",
                 *fidelity_lines(metrics),
+                *_island_lines(metrics),
             ]
         ),
     )
     fail_on_gates(result)
+
+
+def _island_lines(metrics: dict[str, object]) -> list[str]:
+    islands = metrics.get("fp32_islands")
+    if not isinstance(islands, dict) or not islands.get("tried"):
+        return []
+    if islands.get("kept_fp32"):
+        kept = ", ".join(islands["kept_fp32"])
+        return [f"Kept {kept} in FP32 to hold the floor; the full FP16 model missed it: {islands['reason']}"]
+    return [f"No single op type kept in FP32 held the floor (tried {', '.join(islands['tried'])})"]

@@ -60,14 +60,40 @@ class ConvertFp16Stage(Stage[Fp16Config]):
             raise InputError(str(exc)) from exc
 
 
+#: op types tried first when the FP16 model misses the fidelity floor: where FP16's 11-bit mantissa
+#: and 6e-8 floor hurt most (a BatchNormalization's variance and epsilon, coordinates of Resize,
+#: the inputs of saturating activations, divisions and roots)
+PRECISION_SENSITIVE = (
+    "BatchNormalization",
+    "InstanceNormalization",
+    "Resize",
+    "Sigmoid",
+    "HardSigmoid",
+    "Div",
+    "Sqrt",
+    "Reciprocal",
+    "Pow",
+    "ConvTranspose",
+)
+#: at most this many op types are tried (one conversion and one fidelity check each)
+MAX_ISLAND_TRIES = 12
+_NEVER_ISLANDS = frozenset({"Cast", "Constant", "Identity", "If", "Loop", "Scan", "Shape", "Reshape"})
+
+
 def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageResult:
+    """Convert, then check fidelity; below the floor, keep one more op type in FP32 at a time (the
+    precision-sensitive ones first) until the floor holds, and say which (``fp32_islands``)."""
     from trtforge.calibration.fp16 import Fp16Options, convert_fp16
     from trtforge.calibration.sources import open_batches
+    from trtforge.pipeline.graph.constants import lift_constant_weights
     from trtforge.pipeline.onnx_io import load_onnx, save_onnx
+    from trtforge.pipeline.stages._fidelity import check_fidelity
     from trtforge.pipeline.validation.feeds import state_step
 
     assert artifact.iospec is not None
-    model = load_onnx(artifact.path)
+    # Constant-node weights become initializers first: the converter rounds initializers with care,
+    # and a Constant kept FP32 by name would otherwise feed FP16 nodes unconverted
+    model = lift_constant_weights(load_onnx(artifact.path)).model
     batches = None
     if cfg.calibration:
         step = state_step(artifact.path, cfg.state) if cfg.state else None
@@ -81,27 +107,52 @@ def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageRes
         )
     opts = Fp16Options(cfg.keep_io_types, tuple(cfg.fp32_ops), tuple(cfg.fp32_nodes), cfg.overflow_margin)
     result = convert_fp16(model, opts, batches, str(artifact.path))
-    save_onnx(result.model, ctx.out_dir / "model.onnx")
-    out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
+    out_path = ctx.out_dir / "model.onnx"
+    data_sets = (("validation", ctx.data.validation), ("calibration", cfg.calibration))
+
+    def check() -> tuple[dict[str, Any], tuple[Any, ...]]:
+        save_onnx(result.model, out_path)
+        return check_fidelity(
+            "convert_fp16",
+            artifact.path,
+            out_path,
+            artifact.iospec.input_specs() if artifact.iospec else (),
+            data_sets,
+            cfg.accuracy_budget,
+            state=cfg.state,
+            batch_size=cfg.batch_size,
+        )
+
+    fidelity, gates = check()
+    islands: dict[str, Any] = {"kept_fp32": [], "tried": []}
+    if not all(gates):
+        islands["reason"] = next(g.detail for g in gates if not g.passed)
+        first = (result, fidelity, gates)
+        present = {n.op_type for n in result.model.graph.node} | {n.op_type for n in model.graph.node}
+        candidates = [op for op in present if op not in opts.fp32_ops and op not in _NEVER_ISLANDS]
+        rank = {op: i for i, op in enumerate(PRECISION_SENSITIVE)}
+        candidates.sort(key=lambda op: (rank.get(op, len(rank)), op))
+        pinned = (*opts.fp32_nodes, *result.overflow_nodes)  # found once, on the calibration data
+        for op in candidates[:MAX_ISLAND_TRIES]:
+            trial = Fp16Options(opts.keep_io_types, (*opts.fp32_ops, op), tuple(pinned), opts.overflow_margin)
+            result = convert_fp16(model, trial, None, str(artifact.path))
+            result.overflow_nodes.update(first[0].overflow_nodes)
+            fidelity, gates = check()
+            islands["tried"].append(op)
+            if all(gates):
+                islands["kept_fp32"] = [op]
+                break
+        else:
+            result, fidelity, gates = first
+            save_onnx(result.model, out_path)
+    out = Artifact.from_onnx_path(out_path, artifact.provenance)
     metrics: dict[str, Any] = {
         **result.summary(),
         "precision": "fp16",
         "overflow_checked": cfg.calibration is not None,
         "size_fp32_bytes": artifact.path.stat().st_size,
         "size_fp16_bytes": out.path.stat().st_size,
+        "fp32_islands": islands,
+        **fidelity,
     }
-    from trtforge.pipeline.stages._fidelity import check_fidelity
-
-    data_sets = (("validation", ctx.data.validation), ("calibration", cfg.calibration))
-    fidelity, gates = check_fidelity(
-        "convert_fp16",
-        artifact.path,
-        out.path,
-        artifact.iospec.input_specs(),
-        data_sets,
-        cfg.accuracy_budget,
-        state=cfg.state,
-        batch_size=cfg.batch_size,
-    )
-    metrics.update(fidelity)
     return StageResult(out, metrics, modified=True, gates=gates)

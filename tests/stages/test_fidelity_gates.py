@@ -94,12 +94,14 @@ def test_prune_that_keeps_the_model_passes_the_floor(tmp_path: Path, cli: Cli) -
     assert out.exists()
 
 
-def fp16_fragile_map(path: Path) -> Path:
+def fp16_fragile_map(path: Path, twice: bool = False) -> Path:
     """x[N,1,8,8] -> (x + 1000.3) - 1000 -> *2 -> Sigmoid, i.e. sigmoid(2(x + 0.3)) in FP32. FP16 stores
     1000.3 as 1000.5, so the map moves by 0.2 before the gain: for inputs around -0.35 most pixels
-    cross 0.5 while the maps' angle stays above 0.999, a map IoU failure cosine alone would miss."""
+    cross 0.5 while the maps' angle stays above 0.999, a map IoU failure cosine alone would miss.
+    Keeping the Add in FP32 cures it. ``twice``: the Sub's constant is 999.7 (FP16: 999.5) and
+    shifts the map as well, so no single op type kept in FP32 is enough."""
     shift = numpy_helper.from_array(np.array(1000.3, np.float32), "shift")
-    back = numpy_helper.from_array(np.array(1000.0, np.float32), "back")
+    back = numpy_helper.from_array(np.array(999.7 if twice else 1000.0, np.float32), "back")
     gain = numpy_helper.from_array(np.array(2.0, np.float32), "gain")
     nodes = [
         helper.make_node("Add", ["x", "shift"], ["a"], name="add"),
@@ -116,23 +118,55 @@ def fp16_fragile_map(path: Path) -> Path:
     )
 
 
-def test_convert_fp16_checks_map_iou_by_default(tmp_path: Path, cli: Cli) -> None:
+def test_convert_fp16_keeps_the_op_type_in_fp32_that_holds_the_map_iou(tmp_path: Path, cli: Cli) -> None:
     model, out = fp16_fragile_map(tmp_path / "map.onnx"), tmp_path / "h.onnx"
     val = tmp_path / "v.npz"
     np.savez(val, x=(RNG.standard_normal((16, 1, 8, 8)) * 0.1 - 0.35).astype(np.float32))
     code, stdout, err = cli("convert-fp16", model, "-o", out, "--validation-data", val, "--json")
-    assert code == 1 and "convert_fp16_fidelity" in err and "iou:0.95" in err
-    assert not out.exists()
+    assert code == 0, err
+    payload = json.loads(stdout)
+    islands = payload["fp32_islands"]
+    assert islands["kept_fp32"] == ["Add"] and "iou:0.95" in islands["reason"]  # the full FP16 IoU
+    assert payload["fidelity"]["passed"] and payload["fidelity"]["outputs"][0]["iou"] >= 0.95
+    assert out.exists()
+    # told not to gate: the full FP16 model as it is, its IoU reported
+    code, stdout, err = cli(
+        "convert-fp16", model, "-o", out, "--validation-data", val, "--accuracy-budget", "none", "--json"
+    )
+    assert code == 0, err
     (row,) = json.loads(stdout)["fidelity"]["outputs"]
     assert row["kind"] == "map" and row["cosine"] > 0.99 and row["iou"] < 0.95
-    assert f"{row['iou']:.5g}" in err
-    # the same conversion of a model FP16 represents well passes, on the calibration data alone
-    good, calib = classifier(tmp_path / "c.onnx", weak_half=False), _inputs(tmp_path / "c.npz")
+
+
+def test_convert_fp16_below_the_floor_whatever_one_op_type_does_writes_nothing(
+    tmp_path: Path, cli: Cli
+) -> None:
+    model, out = fp16_fragile_map(tmp_path / "map2.onnx", twice=True), tmp_path / "h.onnx"
+    val = tmp_path / "v.npz"
+    np.savez(val, x=(RNG.standard_normal((16, 1, 8, 8)) * 0.1 - 0.65).astype(np.float32))
+    code, stdout, err = cli("convert-fp16", model, "-o", out, "--validation-data", val, "--json")
+    assert code == 1 and "convert_fp16_fidelity" in err and "iou:0.95" in err and not out.exists()
+    payload = json.loads(stdout)
+    assert payload["fp32_islands"]["kept_fp32"] == [] and {"Add", "Sub"} <= set(
+        payload["fp32_islands"]["tried"]
+    )
+    (row,) = payload["fidelity"]["outputs"]
+    assert row["iou"] < 0.95 and f"{row['iou']:.5g}" in err
+
+
+def test_convert_fp16_of_a_model_fp16_represents_well_passes(tmp_path: Path, cli: Cli) -> None:
+    good, calib, out = (
+        classifier(tmp_path / "c.onnx", weak_half=False),
+        _inputs(tmp_path / "c.npz"),
+        tmp_path / "h.onnx",
+    )
     code, stdout, err = cli("convert-fp16", good, "-o", out, "--calibration-data", calib, "--json")
     assert code == 0, err
-    fid = json.loads(stdout)["fidelity"]
+    payload = json.loads(stdout)
+    fid = payload["fidelity"]
     assert fid["passed"] and fid["source"] == "calibration" and out.exists()
     assert {c["term"] for c in fid["checks"]} == {"cosine:0.99", "top1:0.02"}
+    assert payload["fp32_islands"] == {"kept_fp32": [], "tried": []}
 
 
 def outlier_model(path: Path) -> Path:
