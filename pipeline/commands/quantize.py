@@ -33,6 +33,9 @@ FLAGS: dict[str, Flag] = {
         "--target onnxruntime-cpu: largest INT8/FP32 latency ratio accepted (1 thread, a batch of the "
         "calibration data); a slower result is not written (exit 1)."
     ),
+    "min_quantized_fraction": Flag(
+        "Fewest of the layers with weights that must end up INT8 (0.1 default; 0 accepts an FP32 copy)."
+    ),
     "accuracy_budget": Flag(
         "e.g. top1:0.5%, cosine:0.999, iou:0.9, maxabs@OUTPUT:0.05 (comma-separated); layers are kept "
         "in float until it holds. Default: the fidelity floor cosine:0.99,top1:2%,iou:0.95; 'none' "

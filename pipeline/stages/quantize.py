@@ -53,6 +53,8 @@ class QuantizeConfig:
     measure_latency: bool = True
     #: largest latency ratio INT8/FP32 accepted for the onnxruntime-cpu target (stages/_latency.py)
     max_latency_ratio: float = 1.0
+    #: a result with fewer of its weighted layers quantized is an FP32 copy in disguise: gate fails
+    min_quantized_fraction: float = 0.1
     plot: bool = True
     #: ``NAME:1x3x640x640``: sizes of dynamic inputs where no data gives them (``build --shapes`` syntax)
     shapes: tuple[str, ...] = ()
@@ -66,6 +68,8 @@ class QuantizeConfig:
             raise ValueError("batch_size and validation_samples must be >= 1")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError("num_samples must be >= 1")
+        if not 0.0 <= self.min_quantized_fraction <= 1.0:
+            raise ValueError(f"min_quantized_fraction must be in [0, 1], got {self.min_quantized_fraction}")
         if not self.max_latency_ratio > 0:
             raise ValueError(f"max_latency_ratio must be > 0, got {self.max_latency_ratio}")
         if self.mixed_range_ratio <= 1.0:
@@ -211,6 +215,22 @@ def run_int8(
             batch_size=cfg.batch_size,
         )
         metrics.update(fidelity)
+    quantized, total = quantized_layers(qmodel)
+    metrics["quantized_layers"] = {"quantized": quantized, "total": total}
+    if cfg.min_quantized_fraction > 0 and total:
+        from trtforge.pipeline.validation.rule import limit_gate
+
+        share = quantized / total
+        detail = (
+            f"{quantized} of {total} layers with weights are quantized"
+            + ("; the result is an FP32 copy" if quantized == 0 else "")
+            + f" (floor {cfg.min_quantized_fraction:.0%}): the rest fell back to float or could not be "
+            "quantized; loosen --accuracy-budget, or pass --min-quantized-fraction 0 to accept it"
+        )
+        gates = (
+            *gates,
+            limit_gate("quantize_coverage", share, at_least=cfg.min_quantized_fraction, detail=detail),
+        )
     sizes, timed = _size_and_latency(artifact.path, ctx.out_dir / "model.onnx", cfg, calib)
     metrics.update(sizes)
     out = Artifact.from_onnx_path(ctx.out_dir / "model.onnx", artifact.provenance)
@@ -341,3 +361,27 @@ def _size_and_latency(
         out["latency_ratio_int8_vs_fp32"] = rec["ratio"]
         out["latency_batch"] = rec["batch"]
     return out, gates
+
+
+#: ops whose weight a quantized model reads through a DequantizeLinear
+_WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def quantized_layers(model: Any) -> tuple[int, int]:
+    """``(quantized, total)``: layers with a constant weight (Conv, ConvTranspose, Gemm, MatMul), and
+    how many of them read it through a DequantizeLinear of an initializer (INT8 weights)."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    dq_of_init = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    consts = inits | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    total = quantized = 0
+    for node in graph.node:
+        if node.op_type not in _WEIGHTED or len(node.input) < 2:
+            continue
+        weight = node.input[1]
+        if weight in dq_of_init:
+            total += 1
+            quantized += 1
+        elif weight in consts:
+            total += 1
+    return quantized, total

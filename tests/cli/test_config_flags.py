@@ -116,6 +116,7 @@ TABLES: dict[str, list[dict[str, Any]]] = {
             "reduce_range": True,
             "measure_latency": False,
             "max_latency_ratio": 1.5,
+            "min_quantized_fraction": 0.5,
             "plot": False,
             "shapes": ["x:1x3x640x640"],
             "state": ["state:stateN"],

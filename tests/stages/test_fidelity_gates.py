@@ -201,11 +201,16 @@ def test_quantize_fails_the_default_floor_without_fallback_and_holds_it_with(
     assert code == 1 and "quantize_fidelity" in err and not out.exists()
     (row,) = json.loads(stdout)["fidelity"]["outputs"]
     assert row["cosine"] < 0.99 and f"{row['cosine']:.5g}" in err
-    # with the (default) fallback the sensitive layer stays float and the floor holds
+    # with the (default) fallback the sensitive layer stays float and the floor holds, but then no
+    # layer is INT8: an FP32 copy is not published as a quantized model either
     code, stdout, err = cli(*base, "--validation-data", val)
-    assert code == 0, err
+    assert code == 1 and "quantize_coverage" in err and "0 of 1 layers with weights" in err, err
     payload = json.loads(stdout)
-    assert payload["fell_back"] and payload["fidelity"]["passed"] and out.exists()
+    assert payload["fell_back"] and payload["fidelity"]["passed"] and not out.exists()
+    assert payload["quantized_layers"] == {"quantized": 0, "total": 1}
+    code, stdout, err = cli(*base, "--validation-data", val, "--min-quantized-fraction", "0")
+    assert code == 0, err
+    assert json.loads(stdout)["fidelity"]["passed"] and out.exists()
     # without validation data the calibration data is the check (there is no search then)
     out.unlink()
     code, stdout, err = cli(*base, "--sensitivity", "never")
