@@ -129,7 +129,19 @@ def convert_fp16(
         ) from exc
     _move_casts_home(out.graph, main_nodes)
     _toposort(out.graph)  # the converter appends its Casts out of order
+    _drop_stale_value_info(out)
     return Fp16Result(out, blocked, over)
+
+
+def _drop_stale_value_info(model: onnx.ModelProto) -> None:
+    """Drop the value_info annotations when the converter left some with the old element type (it
+    retypes tensors around FP32 islands but not always their value_info; the checker then rejects
+    the model). They are optional: ONNX Runtime and TensorRT infer shapes themselves."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError):
+        for graph in iter_graphs(model.graph):
+            del graph.value_info[:]
 
 
 def _name_subgraph_nodes(model: onnx.ModelProto) -> None:

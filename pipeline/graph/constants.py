@@ -122,4 +122,10 @@ def lift_constant_weights(model: onnx.ModelProto) -> LiftedWeights:
             lifted += len(graph.node) - len(keep)
             del graph.node[:]
             graph.node.extend(keep)
+            # a value_info of a lifted output would describe an initializer: tools that retype
+            # initializers (FP16 conversion) leave it stale and the checker rejects the mismatch
+            inits = {t.name for t in graph.initializer}
+            stale = [v for v in graph.value_info if v.name in inits]
+            for v in stale:
+                graph.value_info.remove(v)
     return LiftedWeights(out, lifted)

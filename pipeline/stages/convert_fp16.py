@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import onnx
+
 from trtforge.calibration.errors import CalibrationError
 from trtforge.calibration.fp16 import FP32_OPS
 from trtforge.pipeline.artifact import Artifact
-from trtforge.pipeline.errors import InputError
+from trtforge.pipeline.errors import InputError, TrtforgeError, first_line
 from trtforge.pipeline.registry import register_stage
 from trtforge.pipeline.stage import Stage, StageContext, StageResult
 
@@ -135,10 +137,22 @@ def run_fp16(artifact: Artifact, ctx: StageContext, cfg: Fp16Config) -> StageRes
         pinned = (*opts.fp32_nodes, *result.overflow_nodes)  # found once, on the calibration data
         for op in candidates[:MAX_ISLAND_TRIES]:
             trial = Fp16Options(opts.keep_io_types, (*opts.fp32_ops, op), tuple(pinned), opts.overflow_margin)
-            result = convert_fp16(model, trial, None, str(artifact.path))
-            result.overflow_nodes.update(first[0].overflow_nodes)
-            fidelity, gates = check()
             islands["tried"].append(op)
+            try:
+                result = convert_fp16(model, trial, None, str(artifact.path))
+                result.overflow_nodes.update(first[0].overflow_nodes)
+                onnx.checker.check_model(result.model, full_check=True)  # ONNX Runtime is laxer
+                fidelity, gates = check()
+            except (
+                CalibrationError,
+                TrtforgeError,
+                onnx.checker.ValidationError,
+                onnx.shape_inference.InferenceError,
+            ) as exc:
+                # the converter's graph with this island is invalid (its casts around the island):
+                # not a candidate; the reason is kept without the staging folder's path
+                islands.setdefault("invalid", {})[op] = first_line(exc).replace(str(out_path), "model.onnx")
+                continue
             if all(gates):
                 islands["kept_fp32"] = [op]
                 break
