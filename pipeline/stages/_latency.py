@@ -58,11 +58,12 @@ def check_latency(
         )
         return first, second
 
+    bound = None if max_ratio is None else max_ratio * (1 + LATENCY_MARGIN)
+
     def slower(first: Any, second: Any) -> bool:
-        if max_ratio is None:
+        if max_ratio is None or bound is None:
             return False
         gap = second.latency.p50_ms - first.latency.p50_ms
-        bound = max_ratio * (1 + LATENCY_MARGIN)
         return bool(
             second.paired_ratio > bound and second.paired_low > max_ratio and gap > LATENCY_RESOLUTION_MS
         )
@@ -84,9 +85,8 @@ def check_latency(
         "shapes_from": shapes_from,
         "max_ratio": max_ratio,
     }
-    if max_ratio is None:
+    if bound is None:
         return {"latency_gate": record}, ()
-    bound = max_ratio * (1 + LATENCY_MARGIN)
     is_slower = slower(first, second)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feed.items())
     detail = (

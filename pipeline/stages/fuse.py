@@ -104,8 +104,8 @@ class FuseStage(Stage[FuseConfig]):
                     name = "onnxslim" if switch == "use_onnxslim" else switch
                     guards = [*trial.result.guards, {"pass": name, "reason": f"{why}; left out"}]
                     break
-            else:
-                self._attempt_write(attempt, ctx)  # none helps: report the full fusion's failure
+            else:  # none helps: the full fusion's model and failure are what the stage reports
+                save_onnx(attempt.fused, ctx.out_dir / "model.onnx")
         result, fused, parity = attempt.result, attempt.fused, attempt.parity
         out = ctx.out_dir / "model.onnx"
         ctx.progress("fuse", 2, 2)
@@ -146,9 +146,6 @@ class FuseStage(Stage[FuseConfig]):
             )
             gates += timed
         return _Attempt(result, fused, parity, gates, latency)
-
-    def _attempt_write(self, attempt: _Attempt, ctx: StageContext) -> None:
-        save_onnx(attempt.fused, ctx.out_dir / "model.onnx")
 
     def _fuse_and_check(
         self, model: Any, cfg: FuseConfig, artifact: Artifact, specs: Sequence[TensorSpec], ctx: StageContext
